@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is setup.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXAMPLES := examples/model_repository/mlp/1/model.onnx
+HTTP_PORT ?= 8000
+
+.PHONY: setup run test bench lint format proto
+
+setup: $(STAMP) $(EXAMPLES)
+
+# torch==2.13.0 first: the CPU wheel on disk, so the `torch` extra needs no CUDA download.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[torch,dev]'
+	touch $(STAMP)
+
+$(EXAMPLES): examples/make_model_repository.py $(STAMP)
+	$(PY) examples/make_model_repository.py
+
+run: setup
+	@echo "aiaas serving examples/model_repository at http://127.0.0.1:$(HTTP_PORT)  (Ctrl-C stops it)"
+	@echo "try: curl -s -X POST http://127.0.0.1:$(HTTP_PORT)/v2/models/add_sub/infer -d '{\"inputs\":[{\"name\":\"a\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},{\"name\":\"b\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'"
+	$(VENV)/bin/aiaas serve --model-repository examples/model_repository --http-port $(HTTP_PORT)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m bench
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+proto: setup
+	bash aiaas/serve/protocol/proto/regenerate.sh

@@ -1,0 +1,85 @@
+"""The error kinds every aiaas package raises and every front end translates.
+
+Each kind carries its HTTP status and the *name* of its gRPC status code, so that
+this module depends on nothing: the REST handler and the gRPC decorator read the
+same table and can never disagree about what a client's mistake is called.
+"""
+
+from __future__ import annotations
+
+
+class AiaasError(Exception):
+    """Base of the errors a client may see; the message is shown to the client verbatim."""
+
+    http_status: int = 500
+    grpc_code: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(AiaasError):
+    """The request is malformed or does not fit the model."""
+
+    http_status = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class NotFound(AiaasError):
+    """Unknown model, version, region or registry entry."""
+
+    http_status = 404
+    grpc_code = "NOT_FOUND"
+
+
+class AlreadyExists(AiaasError):
+    """A name that must be unique is taken."""
+
+    http_status = 409
+    grpc_code = "ALREADY_EXISTS"
+
+
+class PayloadTooLarge(AiaasError):
+    """The request body or a passed file exceeds a configured bound."""
+
+    http_status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(AiaasError):
+    """Not ready, overloaded or timed out in the queue: retrying later may succeed."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class Unauthenticated(AiaasError):
+    """A write that needs the admin token came without it or with a wrong one."""
+
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AiaasError):
+    """The action is refused in this server's configuration."""
+
+    http_status = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
+class FailedPrecondition(AiaasError):
+    """The action conflicts with the current state (e.g. deleting an aliased version)."""
+
+    http_status = 409
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class InternalError(AiaasError):
+    """Our own fault; the message is generic and the details go to the log."""
+
+    http_status = 500
+    grpc_code = "INTERNAL"

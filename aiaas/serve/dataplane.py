@@ -1,0 +1,208 @@
+"""The data plane: what every front end calls, and the only place requests are checked
+against models. REST and gRPC translate wire bytes to ``InferRequest`` and back;
+everything between (validation, batching, statistics) happens here once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from aiaas import __version__
+from aiaas.errors import InvalidArgument
+from aiaas.serve import config as model_config
+from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
+from aiaas.serve.types import (
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    TensorSpec,
+)
+
+SERVER_NAME = "aiaas"
+#: Triton's names for the protocol extensions this server implements.
+EXTENSIONS = ("model_repository", "binary_tensor_data", "schedule_policy")
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, *, strict_readiness: bool = False) -> None:
+        self.repository = repository
+        self.strict_readiness = strict_readiness
+        self.started = False
+
+    # ---- health and metadata -------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        if not self.started:
+            return False
+        return self.repository.all_ready() if self.strict_readiness else True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        return self.repository.model_ready(name, version)
+
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        loaded = self.repository.get(name, version)
+        entry_versions = [v.version for v in self.repository.loaded_versions() if v.name == name]
+        metadata: dict[str, Any] = {
+            "name": name,
+            "versions": [str(v) for v in sorted(entry_versions)],
+            "platform": loaded.config.platform,
+            "inputs": [_spec_json(s) for s in loaded.serving.inputs],
+            "outputs": [_spec_json(s) for s in loaded.serving.outputs],
+        }
+        if loaded.parameters:
+            metadata["parameters"] = dict(loaded.parameters)
+        return metadata
+
+    # ---- model control -------------------------------------------------------------
+
+    async def load(self, name: str, parameters: dict[str, Any]) -> None:
+        self._check_explicit()
+        override = parameters.get("config")
+        config_override = None
+        if override is not None:
+            if not isinstance(override, str):
+                raise InvalidArgument(f"failed to load '{name}': 'config' must be a JSON string")
+            try:
+                config_override = model_config.parse_json(override)
+            except InvalidArgument as error:
+                raise InvalidArgument(f"failed to load '{name}': {error}") from None
+        await self.repository.load(name, config_override=config_override)
+
+    async def unload(self, name: str) -> None:
+        self._check_explicit()
+        await self.repository.unload(name)
+
+    def _check_explicit(self) -> None:
+        if self.repository.mode != ControlMode.EXPLICIT:
+            raise InvalidArgument(
+                "explicit model load / unload is not allowed in model control mode "
+                f"'{self.repository.mode}'; start the server with --model-control-mode explicit"
+            )
+
+    # ---- inference -----------------------------------------------------------------
+
+    async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
+        loaded = self.repository.get(name, version)
+        started = time.perf_counter_ns()
+        ok = False
+        try:
+            inputs = validate_inputs(loaded, request)
+            names = requested_outputs(loaded, request)
+            arrays = await loaded.batcher.infer(
+                inputs,
+                names,
+                priority=_int_parameter(request.parameters, "priority"),
+                timeout_us=_int_parameter(request.parameters, "timeout"),
+            )
+            response = InferResponse(
+                model_name=name,
+                model_version=str(loaded.version),
+                id=request.id,
+                outputs=[_output(name, arrays[name]) for name in names],
+            )
+            ok = True
+            return response
+        finally:
+            loaded.stats.record_request(ok, time.perf_counter_ns() - started)
+
+
+def _spec_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+def _output(name: str, array: np.ndarray) -> InferOutput:
+    datatype = "BYTES" if array.dtype.kind in "OSU" else _NUMPY_DATATYPES[array.dtype.str[1:]]
+    return InferOutput(name, datatype, tuple(array.shape), array)
+
+
+_NUMPY_DATATYPES = {
+    "b1": "BOOL", "u1": "UINT8", "u2": "UINT16", "u4": "UINT32", "u8": "UINT64",
+    "i1": "INT8", "i2": "INT16", "i4": "INT32", "i8": "INT64",
+    "f2": "FP16", "f4": "FP32", "f8": "FP64",
+}  # fmt: skip
+
+
+def _int_parameter(parameters: dict[str, Any], key: str) -> int:
+    value = parameters.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"parameter '{key}' must be a non-negative integer, got {value!r}")
+    return value
+
+
+def validate_inputs(loaded: ModelVersion, request: InferRequest) -> dict[str, np.ndarray]:
+    """Check names, datatypes, shapes and batch size against the model; return the arrays."""
+    specs = {spec.name: spec for spec in loaded.serving.inputs}
+    max_batch = loaded.serving.max_batch_size
+    arrays: dict[str, np.ndarray] = {}
+    batch_sizes: set[int] = set()
+    for item in request.inputs:
+        spec = specs.get(item.name)
+        if spec is None:
+            raise InvalidArgument(
+                f"unexpected inference input '{item.name}' for model '{loaded.name}'; "
+                f"expected {', '.join(specs)}"
+            )
+        if item.name in arrays:
+            raise InvalidArgument(f"input '{item.name}' is given more than once")
+        if item.datatype != spec.datatype:
+            raise InvalidArgument(
+                f"input '{item.name}': datatype {item.datatype} does not match the model's "
+                f"{spec.datatype}"
+            )
+        _check_dims(loaded.name, item.name, item.shape, spec.shape)
+        if max_batch > 0:
+            batch_sizes.add(item.shape[0])
+        arrays[item.name] = item.data
+    missing = [name for name in specs if name not in arrays]
+    if missing:
+        raise InvalidArgument(
+            f"expected {len(specs)} inputs but got {len(arrays)} for model '{loaded.name}': "
+            f"missing input '{missing[0]}'"
+        )
+    if len(batch_sizes) > 1:
+        raise InvalidArgument(f"inputs disagree on the batch size: {sorted(batch_sizes)}")
+    if batch_sizes and (batch := batch_sizes.pop()) > max_batch:
+        raise InvalidArgument(
+            f"batch size {batch} exceeds the model's max_batch_size {max_batch}"
+        )
+    return arrays
+
+
+def _check_dims(
+    model: str, name: str, shape: Sequence[int], expected: Sequence[int]
+) -> None:
+    fits = len(shape) == len(expected) and all(
+        want == -1 or got == want for got, want in zip(shape, expected, strict=True)
+    )
+    if not fits:
+        raise InvalidArgument(
+            f"input '{name}': shape {list(shape)} does not match the model's {list(expected)} "
+            f"(-1 is any size) for model '{model}'"
+        )
+
+
+def requested_outputs(loaded: ModelVersion, request: InferRequest) -> list[str]:
+    known = [spec.name for spec in loaded.serving.outputs]
+    if not request.outputs:
+        return known
+    names: list[str] = []
+    for output in request.outputs:
+        if output.name not in known:
+            raise InvalidArgument(
+                f"unexpected inference output '{output.name}' for model '{loaded.name}'; "
+                f"it has {', '.join(known)}"
+            )
+        names.append(output.name)
+    return names
+
+

@@ -1,0 +1,166 @@
+"""Open Inference Protocol V2 over HTTP. Translates requests to data-plane calls and
+results back to HTTP; knows nothing about models or ONNX.
+
+Routes are plain Starlette endpoints on purpose: the V2 bodies are decoded by the
+codec in one pass (orjson + numpy), with no per-field validation layer in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
+from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol import rest_codec
+
+log = logging.getLogger(__name__)
+
+HEADER_LENGTH = "inference-header-content-length"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(content, option=rest_codec.JSON_OPTIONS),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+def error_response(error: AiaasError) -> Response:
+    return json_response({"error": error.message}, error.http_status)
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """One place where errors become HTTP: ours carry their status, others are logged as 500."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except AiaasError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.url.path)
+            return json_response({"error": "internal server error"}, 500)
+
+    return guarded
+
+
+class RestFrontEnd:
+    def __init__(self, dataplane: DataPlane, *, max_request_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.max_request_bytes = max_request_bytes
+
+    def routes(self) -> list[Route]:
+        model = "/v2/models/{model}"
+        version = "/v2/models/{model}/versions/{version}"
+        table: list[tuple[str, Endpoint, str]] = [
+            ("/v2/health/live", self.live, "GET"),
+            ("/v2/health/ready", self.ready, "GET"),
+            ("/v2", self.server_metadata, "GET"),
+            (model, self.model_metadata, "GET"),
+            (version, self.model_metadata, "GET"),
+            (f"{model}/ready", self.model_ready, "GET"),
+            (f"{version}/ready", self.model_ready, "GET"),
+            (f"{model}/infer", self.infer, "POST"),
+            (f"{version}/infer", self.infer, "POST"),
+            ("/v2/repository/index", self.repository_index, "POST"),
+            ("/v2/repository/models/{model}/load", self.load, "POST"),
+            ("/v2/repository/models/{model}/unload", self.unload, "POST"),
+        ]
+        return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=self.routes())
+
+    async def read_body(self, request: Request) -> bytes:
+        """The request body, refused with 413 as soon as it passes the size limit."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_request_bytes:
+            raise _too_large(int(declared), self.max_request_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_request_bytes:
+                raise _too_large(size, self.max_request_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # ---- endpoints -----------------------------------------------------------------
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": self.dataplane.live()})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.dataplane.ready()
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return json_response(self.dataplane.server_metadata())
+
+    async def model_metadata(self, request: Request) -> Response:
+        params = request.path_params
+        return json_response(self.dataplane.model_metadata(params["model"], params.get("version")))
+
+    async def model_ready(self, request: Request) -> Response:
+        params = request.path_params
+        ready = self.dataplane.model_ready(params["model"], params.get("version"))
+        return json_response({"name": params["model"], "ready": ready}, 200 if ready else 503)
+
+    async def infer(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        header_length = _header_length(request)
+        infer_request = rest_codec.decode_infer_request(body, header_length)
+        params = request.path_params
+        response = await self.dataplane.infer(params["model"], params.get("version"), infer_request)
+        content, json_length = rest_codec.encode_infer_response(response, infer_request)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(json_length)},
+        )
+
+    async def repository_index(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        options = rest_codec.loads_json(body) if body.strip() else {}
+        if not isinstance(options, dict):
+            raise InvalidArgument("the repository index body must be a JSON object")
+        ready_only = bool(options.get("ready", False))
+        return json_response(self.dataplane.repository.index(ready_only))
+
+    async def load(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        options = rest_codec.loads_json(body) if body.strip() else {}
+        if not isinstance(options, dict):
+            raise InvalidArgument("the load body must be a JSON object")
+        await self.dataplane.load(request.path_params["model"], options.get("parameters") or {})
+        return Response(status_code=200)
+
+    async def unload(self, request: Request) -> Response:
+        await self.read_body(request)
+        await self.dataplane.unload(request.path_params["model"])
+        return Response(status_code=200)
+
+
+def _header_length(request: Request) -> int | None:
+    raw = request.headers.get(HEADER_LENGTH)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise InvalidArgument(f"Inference-Header-Content-Length '{raw}' is not a byte count")
+    return int(raw)
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes")

@@ -1,0 +1,397 @@
+"""The model repository: which model versions are loaded, and loading, swapping and
+unloading them without failing a request.
+
+A (re)load builds every chosen version completely before it swaps the model's
+version table in one step on the event loop; requests already queued on an old
+version finish there, and the old sessions are released once drained. A load
+that fails leaves whatever was serving in place and records why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aiaas.errors import AiaasError, InvalidArgument, NotFound, Unavailable
+from aiaas.serve import config as model_config
+from aiaas.serve.batching import Batcher
+from aiaas.serve.config import ServingConfig
+from aiaas.serve.protocol.proto import model_config_pb2 as pb
+from aiaas.serve.runtimes.onnx import OnnxModel
+from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
+from aiaas.serve.stats import ModelStats
+
+log = logging.getLogger(__name__)
+
+
+class ControlMode(StrEnum):
+    NONE = "none"
+    POLL = "poll"
+    EXPLICIT = "explicit"
+
+
+class State(StrEnum):
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    UNLOADING = "UNLOADING"
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """One loaded, serving version of a model."""
+
+    name: str
+    version: int
+    config: pb.ModelConfig
+    serving: ServingConfig
+    runtime: OnnxModel
+    batcher: Batcher
+    stats: ModelStats
+    labels: dict[str, list[str]]
+    fingerprint: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    name: str
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    state: State = State.UNAVAILABLE
+    reason: str = ""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A version built off the event loop, before its batcher exists; no runtime = unchanged."""
+
+    version: int
+    fingerprint: str
+    config: pb.ModelConfig | None = None
+    serving: ServingConfig | None = None
+    runtime: OnnxModel | None = None
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+
+class ModelRepository:
+    def __init__(self, sources: Iterable[ModelSource], mode: ControlMode = ControlMode.NONE) -> None:
+        self.sources = list(sources)
+        self.mode = mode
+        self._entries: dict[str, ModelEntry] = {}
+        self._stats: dict[tuple[str, int], ModelStats] = {}
+        self._draining: set[asyncio.Task[None]] = set()
+
+    # ---- reading state -------------------------------------------------------------
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        """The version a request addresses, or the protocol's error for why not."""
+        entry = self._entries.get(name)
+        if entry is None or (not entry.versions and entry.reason == "unloaded"):
+            raise NotFound(f"Request for unknown model: '{name}' is not found")
+        if version is None or version == "":
+            if not entry.versions:
+                raise Unavailable(f"model '{name}' is not ready: {entry.reason or entry.state}")
+            return entry.versions[max(entry.versions)]
+        number = parse_version(version)
+        loaded = entry.versions.get(number)
+        if loaded is None:
+            raise NotFound(f"Request for unknown model: '{name}' version {number} is not found")
+        return loaded
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        try:
+            self.get(name, version)
+        except Unavailable:
+            return False
+        return True
+
+    def all_ready(self) -> bool:
+        return all(entry.state == State.READY for entry in self._entries.values())
+
+    def loaded_versions(self) -> list[ModelVersion]:
+        return [v for e in self._entries.values() for _, v in sorted(e.versions.items())]
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """Triton's repository index: one row per loaded version, one per other model."""
+        known = set(self._entries) | {n for s in self.sources for n in s.list_models()}
+        rows: list[dict[str, str]] = []
+        for name in sorted(known):
+            entry = self._entries.get(name)
+            if entry is not None and entry.versions:
+                rows.extend(
+                    {"name": name, "version": str(v), "state": State.READY, "reason": ""}
+                    for v in sorted(entry.versions)
+                )
+            elif not ready_only:
+                state = entry.state if entry else State.UNAVAILABLE
+                reason = entry.reason if entry else "not loaded"
+                rows.append({"name": name, "state": state, "reason": reason})
+        return rows
+
+    # ---- changing state ------------------------------------------------------------
+
+    async def start(self, explicit: Iterable[str] = ()) -> None:
+        """Initial load: everything in none/poll mode, the named models in explicit mode."""
+        names = list(explicit) if self.mode == ControlMode.EXPLICIT else list(self._folders())
+        if self.mode == ControlMode.EXPLICIT and "*" in names:
+            names = list(self._folders())
+        for name in names:
+            try:
+                await self.load(name)
+            except AiaasError as error:
+                log.error("%s", error)
+
+    async def load(
+        self,
+        name: str,
+        *,
+        config_override: pb.ModelConfig | None = None,
+        folder_override: Path | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        """(Re)load a model; on failure the previous versions keep serving."""
+        entry = self._entries.setdefault(name, ModelEntry(name))
+        async with entry.lock:
+            previous_state = entry.state
+            entry.state = State.LOADING
+            try:
+                folder = self._folder(name, folder_override)
+                prepared = await asyncio.to_thread(
+                    _prepare_model, folder, config_override, entry
+                )
+            except AiaasError as error:
+                entry.state = previous_state if entry.versions else State.UNAVAILABLE
+                entry.reason = f"failed to load '{name}': {error}"
+                if not entry.versions:
+                    entry.state = State.UNAVAILABLE
+                raise InvalidArgument(entry.reason) from None
+            self._swap(entry, prepared, dict(parameters or {}))
+
+    async def unload(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is None:
+            if name not in self._folders():
+                raise NotFound(f"Request for unknown model: '{name}' is not found")
+            entry = self._entries.setdefault(name, ModelEntry(name))
+        async with entry.lock:
+            old = list(entry.versions.values())
+            entry.versions = {}
+            entry.state = State.UNAVAILABLE
+            entry.reason = "unloaded"
+            entry.fingerprint = None
+            for version in old:
+                self._retire(version)
+
+    async def poll_once(self) -> None:
+        """Poll mode: load new models, reload changed ones, unload removed ones."""
+        folders = self._folders()
+        for name in list(self._entries):
+            if name not in folders and self._entries[name].versions:
+                log.info("model %s removed from the repository; unloading", name)
+                await self.unload(name)
+        for name, path in folders.items():
+            entry = self._entries.get(name)
+            if entry is not None and entry.fingerprint == _folder_fingerprint(name, path, entry):
+                continue
+            try:
+                await self.load(name)
+                log.info("model %s (re)loaded by polling", name)
+            except AiaasError as error:
+                log.error("%s", error)
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            for version in entry.versions.values():
+                self._retire(version)
+            entry.versions = {}
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
+
+    # ---- internals -----------------------------------------------------------------
+
+    def _folders(self) -> dict[str, Path]:
+        folders: dict[str, Path] = {}
+        for source in self.sources:
+            for name, path in source.list_models().items():
+                folders.setdefault(name, path)
+        return folders
+
+    def _folder(self, name: str, override: Path | None) -> ModelFolder:
+        path = override or self._folders().get(name)
+        if path is None:
+            raise NotFound(f"no model folder named '{name}' in the repository")
+        return read_model_folder(name, path)
+
+    def _swap(self, entry: ModelEntry, prepared: list[_Prepared], parameters: dict[str, Any]) -> None:
+        old = entry.versions
+        new: dict[int, ModelVersion] = {}
+        for item in prepared:
+            current = old.get(item.version)
+            if item.runtime is None and current is not None:
+                new[item.version] = current
+            else:
+                new[item.version] = self._activate(entry.name, item, parameters)
+        entry.versions = new
+        entry.state = State.READY
+        entry.reason = ""
+        entry.fingerprint = _model_fingerprint(prepared)
+        for number, version in old.items():
+            if new.get(number) is not version:
+                self._retire(version)
+
+    def _activate(self, name: str, item: _Prepared, parameters: dict[str, Any]) -> ModelVersion:
+        assert item.runtime is not None and item.serving is not None and item.config is not None
+        stats = self._stats.setdefault((name, item.version), ModelStats(name, str(item.version)))
+        batcher = Batcher(
+            item.runtime.run,
+            max_batch_size=item.serving.max_batch_size,
+            batching=item.serving.batching,
+            instance_count=item.serving.runtime.instance_count,
+            stats=stats,
+        )
+        return ModelVersion(
+            name=name,
+            version=item.version,
+            config=item.config,
+            serving=item.serving,
+            runtime=item.runtime,
+            batcher=batcher,
+            stats=stats,
+            labels=item.labels,
+            fingerprint=item.fingerprint,
+            parameters=parameters,
+        )
+
+    def _retire(self, version: ModelVersion) -> None:
+        """Drain an old version in the background, then free its sessions."""
+
+        async def drain() -> None:
+            await version.batcher.close()
+            version.runtime.close()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    def stats_for(self, name: str, version: int) -> ModelStats | None:
+        return self._stats.get((name, version))
+
+
+def parse_version(version: str) -> int:
+    if not version.isdigit() or int(version) <= 0:
+        raise InvalidArgument(
+            f"failed to get model version from specified version string '{version}'"
+        )
+    return int(version)
+
+
+def _chosen_versions(config: pb.ModelConfig, folder: ModelFolder) -> list[int]:
+    available = sorted(folder.versions)
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        chosen = available
+    elif choice == "specific":
+        missing = [v for v in policy.specific.versions if v not in folder.versions]
+        if missing:
+            raise InvalidArgument(
+                f"version_policy.specific: version {missing[0]} has no folder "
+                f"(found {available or 'none'})"
+            )
+        chosen = sorted(policy.specific.versions)
+    else:
+        count = policy.latest.num_versions if choice == "latest" else 1
+        if count <= 0:
+            raise InvalidArgument("version_policy.latest.num_versions must be > 0")
+        chosen = available[-count:]
+    if not chosen:
+        raise InvalidArgument(f"no version folders (positive integers) in {folder.path}")
+    return chosen
+
+
+def _base_config(folder: ModelFolder, override: pb.ModelConfig | None) -> pb.ModelConfig:
+    if override is not None:
+        return override
+    if folder.config_text is None:
+        return pb.ModelConfig()
+    return model_config.parse_pbtxt(folder.config_text)
+
+
+def _model_fingerprint(prepared: list[_Prepared]) -> str:
+    return "|".join(f"{item.version}:{item.fingerprint}" for item in prepared)
+
+
+def _folder_fingerprint(name: str, path: Path, entry: ModelEntry) -> str | None:
+    """What _model_fingerprint would say after loading the folder as it is now."""
+    try:
+        folder = read_model_folder(name, path)
+        versions = _chosen_versions(_base_config(folder, None), folder)
+    except (AiaasError, OSError):
+        # A broken folder: reload only if we have not already recorded it as broken.
+        return entry.fingerprint if entry.fingerprint is None else ""
+    return "|".join(f"{v}:{folder.fingerprint([v])}" for v in versions)
+
+
+def _prepare_model(
+    folder: ModelFolder, override: pb.ModelConfig | None, entry: ModelEntry
+) -> list[_Prepared]:
+    """Build every chosen version that changed (blocking: creates sessions); all or nothing."""
+    base = _base_config(folder, override)
+    versions = _chosen_versions(base, folder)
+    marker = "override" if override is not None else ""
+    prepared: list[_Prepared] = []
+    try:
+        for version in versions:
+            fingerprint = folder.fingerprint([version]) + marker
+            current = entry.versions.get(version)
+            if current is not None and current.fingerprint == fingerprint:
+                prepared.append(_Prepared(version, fingerprint))
+            else:
+                prepared.append(_prepare_version(folder, base, version, fingerprint))
+    except Exception:
+        for item in prepared:
+            if item.runtime is not None:
+                item.runtime.close()
+        raise
+    return prepared
+
+
+def _prepare_version(
+    folder: ModelFolder, base: pb.ModelConfig, version: int, fingerprint: str
+) -> _Prepared:
+    options = model_config.runtime_options(base)
+    filename = base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME
+    model_path = folder.versions[version] / filename
+    if not model_path.is_file():
+        raise InvalidArgument(f"version {version}: no model file {filename}")
+    try:
+        runtime = OnnxModel(model_path, options)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"version {version}: {error}") from None
+    try:
+        completed = model_config.complete(base, folder.name, runtime.inputs, runtime.outputs)
+        serving = model_config.serving_config(completed)
+        labels = _read_labels(folder, serving)
+    except Exception:
+        runtime.close()
+        raise
+    return _Prepared(version, fingerprint, completed, serving, runtime, labels)
+
+
+def _read_labels(folder: ModelFolder, serving: ServingConfig) -> dict[str, list[str]]:
+    labels: dict[str, list[str]] = {}
+    for output, filename in serving.label_filenames.items():
+        path = folder.path / filename
+        if not path.is_file() or Path(filename).name != filename:
+            raise InvalidArgument(
+                f"output '{output}'.label_filename: no file '{filename}' in the model folder"
+            )
+        labels[output] = path.read_text().splitlines()
+    return labels

@@ -1,0 +1,91 @@
+"""Per model-version statistics: the one source of truth for both the statistics
+extension and the Prometheus metrics, so the two can never disagree.
+
+Durations follow Triton's meanings: ``success``/``fail`` count requests and their
+end-to-end time in the server; ``queue`` and ``compute_*`` are accumulated per
+successful request (a request in a batch of N is charged the batch's compute time);
+``batch_stats`` counts executions per batch size with the batch's compute time.
+All updates happen on the event loop thread, so plain integers suffice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+#: Request-latency histogram bounds in seconds (Prometheus-style, +Inf implied).
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+@dataclass(slots=True)
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+
+@dataclass(slots=True)
+class BatchStats:
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+@dataclass(slots=True)
+class ComputeTimes:
+    """How long one batch took in each phase: merge inputs, run the model, split outputs."""
+
+    input_ns: int
+    infer_ns: int
+    output_ns: int
+
+
+@dataclass(slots=True)
+class ModelStats:
+    name: str
+    version: str
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    inference_count: int = 0
+    execution_count: int = 0
+    last_inference_ms: int = 0
+    batch_stats: dict[int, BatchStats] = field(default_factory=dict)
+    #: Cumulative-free bucket counts of request latency; last slot is +Inf.
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    latency_sum_s: float = 0.0
+
+    def record_execution(self, batch_size: int, times: ComputeTimes) -> None:
+        self.execution_count += 1
+        self.inference_count += batch_size
+        stats = self.batch_stats.get(batch_size)
+        if stats is None:
+            stats = self.batch_stats[batch_size] = BatchStats()
+        stats.compute_input.add(times.input_ns)
+        stats.compute_infer.add(times.infer_ns)
+        stats.compute_output.add(times.output_ns)
+        self.last_inference_ms = time.time_ns() // 1_000_000
+
+    def record_request_compute(self, queue_ns: int, times: ComputeTimes) -> None:
+        self.queue.add(queue_ns)
+        self.compute_input.add(times.input_ns)
+        self.compute_infer.add(times.infer_ns)
+        self.compute_output.add(times.output_ns)
+
+    def record_request(self, ok: bool, duration_ns: int) -> None:
+        (self.success if ok else self.fail).add(duration_ns)
+        seconds = duration_ns / 1e9
+        self.latency_sum_s += seconds
+        for index, bound in enumerate(LATENCY_BUCKETS_S):
+            if seconds <= bound:
+                self.latency_buckets[index] += 1
+                return
+        self.latency_buckets[-1] += 1

@@ -1,0 +1,79 @@
+"""Build the example model repository: real ONNX models, made here, no download.
+
+`make setup` runs this, so nothing opaque is committed. The models:
+- ``mlp``: a 64 -> 256 -> 256 -> 10 classifier (random weights from a fixed seed),
+  batchable, with a config.pbtxt that turns on dynamic batching;
+- ``add_sub``: two INT32 vectors in, their sum and difference out; no config at all,
+  so everything is completed from the graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def mlp_model(sizes: tuple[int, ...] = (64, 256, 256, 10), seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    current = "input"
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        weight = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out)).astype(np.float32)
+        bias = rng.normal(0, 0.01, fan_out).astype(np.float32)
+        inits += [numpy_helper.from_array(weight, f"w{layer}"), numpy_helper.from_array(bias, f"b{layer}")]
+        out = f"h{layer}"
+        nodes.append(helper.make_node("Gemm", [current, f"w{layer}", f"b{layer}"], [out]))
+        current = out
+        if layer < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [current], [f"{current}_relu"]))
+            current = f"{current}_relu"
+    nodes.append(helper.make_node("Softmax", [current], ["probabilities"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", sizes[-1]])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def add_sub_model() -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Sub", ["a", "b"], ["difference"])],
+        "add_sub",
+        [helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", 4]) for n in ("a", "b")],
+        [helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", 4]) for n in ("sum", "difference")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+MLP_CONFIG = """\
+name: "mlp"
+platform: "onnxruntime_onnx"
+max_batch_size: 64
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
+output [ { name: "probabilities" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "labels.txt" } ]
+dynamic_batching { max_queue_delay_microseconds: 200 }
+"""
+
+
+def build(root: Path) -> None:
+    (root / "mlp" / "1").mkdir(parents=True, exist_ok=True)
+    onnx.save(mlp_model(), root / "mlp" / "1" / "model.onnx")
+    (root / "mlp" / "config.pbtxt").write_text(MLP_CONFIG)
+    (root / "mlp" / "labels.txt").write_text("".join(f"digit_{i}\n" for i in range(10)))
+    (root / "add_sub" / "1").mkdir(parents=True, exist_ok=True)
+    onnx.save(add_sub_model(), root / "add_sub" / "1" / "model.onnx")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("root", type=Path, nargs="?", default=Path(__file__).parent / "model_repository")
+    build(parser.parse_args().root)
