@@ -74,7 +74,8 @@ def serve(
         )
     except ValidationError as error:
         first = error.errors()[0]
-        raise fail(f"--{'-'.join(map(str, first['loc'])).replace('_', '-')}: {first['msg']}")
+        flag = "-".join(map(str, first["loc"])).replace("_", "-")
+        raise fail(f"--{flag}: {first['msg']}") from None
     run(settings)
 
 

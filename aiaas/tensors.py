@@ -109,6 +109,9 @@ def from_json_data(data: Any, datatype: str, shape: Sequence[int], where: str) -
         raise InvalidArgument(f"{where}: 'data' is ragged; nested lists must be regular") from None
     if parsed.size != count:
         raise _count_mismatch(where, parsed.size, shape)
+    if dtype.kind in "iu" and parsed.dtype.kind in "fO":
+        # numpy widens integers beyond int64 to float or object: decode them exactly.
+        return _exact_integers(_flatten(data, where), dtype, datatype, where).reshape(shape)
     if parsed.size and parsed.dtype.kind not in _JSON_KINDS[dtype.kind]:
         raise InvalidArgument(
             f"{where}: 'data' holds {_kind_name(parsed.dtype.kind)} values, "
@@ -119,6 +122,17 @@ def from_json_data(data: Any, datatype: str, shape: Sequence[int], where: str) -
         if parsed.min() < info.min or parsed.max() > info.max:
             raise InvalidArgument(f"{where}: 'data' has values outside the range of {datatype}")
     return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _exact_integers(flat: list[Any], dtype: np.dtype[Any], datatype: str, where: str) -> np.ndarray:
+    if not all(isinstance(item, int) and not isinstance(item, bool) for item in flat):
+        raise InvalidArgument(f"{where}: 'data' holds non-integer values for datatype {datatype}")
+    try:
+        return np.array(flat, dtype=dtype)
+    except OverflowError:
+        raise InvalidArgument(
+            f"{where}: 'data' has values outside the range of {datatype}"
+        ) from None
 
 
 def _kind_name(kind: str) -> str:
@@ -163,7 +177,9 @@ def _bytes_to_text(item: Any) -> str:
     return str(item)
 
 
-def from_raw(buffer: bytes | memoryview, datatype: str, shape: Sequence[int], where: str) -> np.ndarray:
+def from_raw(
+    buffer: bytes | memoryview, datatype: str, shape: Sequence[int], where: str
+) -> np.ndarray:
     """Decode a tensor in its raw binary form (binary extension, gRPC raw contents, shm)."""
     if datatype == "BYTES":
         items = split_length_prefixed(buffer, where)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,13 @@ def mlp_model(sizes: tuple[int, ...] = (64, 256, 256, 10), seed: int = 0) -> onn
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     current = "input"
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         weight = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, fan_out)).astype(np.float32)
         bias = rng.normal(0, 0.01, fan_out).astype(np.float32)
-        inits += [numpy_helper.from_array(weight, f"w{layer}"), numpy_helper.from_array(bias, f"b{layer}")]
+        inits += [
+            numpy_helper.from_array(weight, f"w{layer}"),
+            numpy_helper.from_array(bias, f"b{layer}"),
+        ]
         out = f"h{layer}"
         nodes.append(helper.make_node("Gemm", [current, f"w{layer}", f"b{layer}"], [out]))
         current = out
@@ -46,10 +50,16 @@ def mlp_model(sizes: tuple[int, ...] = (64, 256, 256, 10), seed: int = 0) -> onn
 
 def add_sub_model() -> onnx.ModelProto:
     graph = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Sub", ["a", "b"], ["difference"])],
+        [
+            helper.make_node("Add", ["a", "b"], ["sum"]),
+            helper.make_node("Sub", ["a", "b"], ["difference"]),
+        ],
         "add_sub",
         [helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", 4]) for n in ("a", "b")],
-        [helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", 4]) for n in ("sum", "difference")],
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", 4])
+            for n in ("sum", "difference")
+        ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
@@ -75,5 +85,7 @@ def build(root: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("root", type=Path, nargs="?", default=Path(__file__).parent / "model_repository")
+    parser.add_argument(
+        "root", type=Path, nargs="?", default=Path(__file__).parent / "model_repository"
+    )
     build(parser.parse_args().root)

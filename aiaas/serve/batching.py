@@ -123,7 +123,9 @@ class Batcher:
     ) -> Tensors:
         """Queue one request and wait for its rows; raises Unavailable on overload."""
         if self._closing:
-            raise Unavailable(f"model '{self._stats.name}' version {self._stats.version} is unloading")
+            raise Unavailable(
+                f"model '{self._stats.name}' version {self._stats.version} is unloading"
+            )
         level = self._level(priority)
         policy = self._config.queue_policies.get(level, self._config.queue_policies[0])
         if self._queued >= policy.max_queue_size:

@@ -238,7 +238,9 @@ def _complete_one(
         a == b or a == -1 or b == -1 for a, b in zip(dims, model_dims, strict=True)
     )
     if not compatible:
-        batch_note = " (dims exclude the batch dimension when max_batch_size > 0)" if batched else ""
+        batch_note = (
+            " (dims exclude the batch dimension when max_batch_size > 0)" if batched else ""
+        )
         raise InvalidArgument(
             f"{where}.dims: config says {list(dims)} but the model's '{spec.name}' has "
             f"{list(model_dims)}{batch_note}"
@@ -250,13 +252,17 @@ def serving_config(config: pb.ModelConfig) -> ServingConfig:
     batched = config.max_batch_size > 0
     batch_prefix = (-1,) if batched else ()
     inputs = tuple(
-        TensorSpec(t.name, datatype_from_config(t.data_type, f"input '{t.name}'"),
-                   (*batch_prefix, *t.dims))
+        TensorSpec(
+            t.name, datatype_from_config(t.data_type, f"input '{t.name}'"), (*batch_prefix, *t.dims)
+        )
         for t in config.input
     )
     outputs = tuple(
-        TensorSpec(t.name, datatype_from_config(t.data_type, f"output '{t.name}'"),
-                   (*batch_prefix, *t.dims))
+        TensorSpec(
+            t.name,
+            datatype_from_config(t.data_type, f"output '{t.name}'"),
+            (*batch_prefix, *t.dims),
+        )
         for t in config.output
     )
     return ServingConfig(

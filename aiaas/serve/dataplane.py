@@ -172,15 +172,11 @@ def validate_inputs(loaded: ModelVersion, request: InferRequest) -> dict[str, np
     if len(batch_sizes) > 1:
         raise InvalidArgument(f"inputs disagree on the batch size: {sorted(batch_sizes)}")
     if batch_sizes and (batch := batch_sizes.pop()) > max_batch:
-        raise InvalidArgument(
-            f"batch size {batch} exceeds the model's max_batch_size {max_batch}"
-        )
+        raise InvalidArgument(f"batch size {batch} exceeds the model's max_batch_size {max_batch}")
     return arrays
 
 
-def _check_dims(
-    model: str, name: str, shape: Sequence[int], expected: Sequence[int]
-) -> None:
+def _check_dims(model: str, name: str, shape: Sequence[int], expected: Sequence[int]) -> None:
     fits = len(shape) == len(expected) and all(
         want == -1 or got == want for got, want in zip(shape, expected, strict=True)
     )
@@ -204,5 +200,3 @@ def requested_outputs(loaded: ModelVersion, request: InferRequest) -> list[str]:
             )
         names.append(output.name)
     return names
-
-

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from aiaas.errors import AiaasError, InvalidArgument, NotFound, Unavailable
+from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
 from aiaas.serve import config as model_config
 from aiaas.serve.batching import Batcher
 from aiaas.serve.config import ServingConfig
@@ -81,7 +81,9 @@ class _Prepared:
 
 
 class ModelRepository:
-    def __init__(self, sources: Iterable[ModelSource], mode: ControlMode = ControlMode.NONE) -> None:
+    def __init__(
+        self, sources: Iterable[ModelSource], mode: ControlMode = ControlMode.NONE
+    ) -> None:
         self.sources = list(sources)
         self.mode = mode
         self._entries: dict[str, ModelEntry] = {}
@@ -163,9 +165,7 @@ class ModelRepository:
             entry.state = State.LOADING
             try:
                 folder = self._folder(name, folder_override)
-                prepared = await asyncio.to_thread(
-                    _prepare_model, folder, config_override, entry
-                )
+                prepared = await asyncio.to_thread(_prepare_model, folder, config_override, entry)
             except AiaasError as error:
                 entry.state = previous_state if entry.versions else State.UNAVAILABLE
                 entry.reason = f"failed to load '{name}': {error}"
@@ -229,7 +229,9 @@ class ModelRepository:
             raise NotFound(f"no model folder named '{name}' in the repository")
         return read_model_folder(name, path)
 
-    def _swap(self, entry: ModelEntry, prepared: list[_Prepared], parameters: dict[str, Any]) -> None:
+    def _swap(
+        self, entry: ModelEntry, prepared: list[_Prepared], parameters: dict[str, Any]
+    ) -> None:
         old = entry.versions
         new: dict[int, ModelVersion] = {}
         for item in prepared:
@@ -247,7 +249,8 @@ class ModelRepository:
                 self._retire(version)
 
     def _activate(self, name: str, item: _Prepared, parameters: dict[str, Any]) -> ModelVersion:
-        assert item.runtime is not None and item.serving is not None and item.config is not None
+        if item.runtime is None or item.serving is None or item.config is None:
+            raise InternalError(f"model '{name}' version {item.version} was not built")
         stats = self._stats.setdefault((name, item.version), ModelStats(name, str(item.version)))
         batcher = Batcher(
             item.runtime.run,

@@ -59,9 +59,7 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
     )
 
 
-def _decode_input(
-    raw: Any, index: int, body: memoryview, offset: int
-) -> tuple[InferInput, int]:
+def _decode_input(raw: Any, index: int, body: memoryview, offset: int) -> tuple[InferInput, int]:
     where = f"inputs[{index}]"
     if not isinstance(raw, dict):
         raise InvalidArgument(f"{where} must be a JSON object")
@@ -152,7 +150,9 @@ def encode_infer_response(
     return b"".join([header, *blobs]), len(header)
 
 
-def _encode_output(output: InferOutput, request: InferRequest, blobs: list[bytes]) -> dict[str, Any]:
+def _encode_output(
+    output: InferOutput, request: InferRequest, blobs: list[bytes]
+) -> dict[str, Any]:
     encoded: dict[str, Any] = {
         "name": output.name,
         "datatype": output.datatype,

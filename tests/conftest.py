@@ -1,0 +1,128 @@
+"""Shared fixtures: real servers in subprocesses on free ports of 127.0.0.1.
+
+Tests never import aiaas's gRPC modules in this process: they define protobuf
+symbols in Triton's `inference` package, as tritonclient's do, and protobuf
+refuses two definitions of one symbol in one process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`aiaas serve` in a subprocess, with its log kept for assertions."""
+
+    def __init__(self, repo: Path, *args: str, log_path: Path, wait_ready: bool = True) -> None:
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "aiaas.cli", "serve",
+            "--model-repository", str(repo),
+            "--http-port", str(self.http_port),
+            *self._grpc_args(args),
+            *args,
+        ]  # fmt: skip
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()
+        )
+        self._wait(wait_ready)
+
+    def _grpc_args(self, args: tuple[str, ...]) -> list[str]:
+        if "--grpc-port" in args or "--grpc-port" not in (ROOT / "aiaas/cli.py").read_text():
+            return []
+        return ["--grpc-port", str(self.grpc_port)]
+
+    def _wait(self, ready: bool) -> None:
+        path = "/v2/health/ready" if ready else "/v2/health/live"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.logs()}")
+            try:
+                if httpx.get(self.url + path, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not up after 60 s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator:
+    """Factory: start_server(repo, *flags) -> ServerProcess, stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(repo: Path, *args: str, wait_ready: bool = True) -> ServerProcess:
+        server = ServerProcess(
+            repo, *args, log_path=tmp_path / f"server-{len(started)}.log", wait_ready=wait_ready
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("module")
+
+
+@pytest.fixture(scope="module")
+def module_server(module_tmp: Path) -> Iterator:
+    """Factory for one server per test module."""
+    started: list[ServerProcess] = []
+
+    def start(repo: Path, *args: str) -> ServerProcess:
+        server = ServerProcess(repo, *args, log_path=module_tmp / f"server-{len(started)}.log")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
