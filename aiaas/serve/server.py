@@ -90,7 +90,7 @@ class Server:
 
     async def serve(self) -> None:
         config = uvicorn.Config(
-            self.http_app(),
+            self.rest.with_fast_infer(self.http_app()),
             host=self.settings.host,
             port=self.settings.http_port,
             log_level=self.settings.log_level.lower(),
@@ -99,6 +99,8 @@ class Server:
             http="httptools",
             timeout_graceful_shutdown=self.settings.shutdown_timeout_s,
             lifespan="on",
+            proxy_headers=False,
+            server_header=False,
         )
         http = _HttpServer(config)
         await http.serve()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
 from aiaas.serve.dataplane import DataPlane
@@ -24,6 +26,9 @@ from aiaas.serve.protocol import rest_codec
 log = logging.getLogger(__name__)
 
 HEADER_LENGTH = "inference-header-content-length"
+_HEADER_LENGTH_NAME = b"inference-header-content-length"
+_JSON_TYPE = (b"content-type", b"application/json")
+_OCTET_TYPE = (b"content-type", b"application/octet-stream")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -80,6 +85,63 @@ class RestFrontEnd:
 
     def app(self) -> Starlette:
         return Starlette(routes=self.routes())
+
+    def with_fast_infer(self, app: ASGIApp) -> ASGIApp:
+        """Wrap an ASGI app so that infer requests skip routing and middleware.
+
+        Inference is the only hot path: it is answered straight from the ASGI
+        events (profiling showed Starlette's middleware, routing and Request
+        objects costing more than decoding the V2 body itself). Everything
+        else, and anything that does not look like an infer call, goes to ``app``.
+        """
+
+        async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+            target = _infer_target(scope)
+            if target is None:
+                await app(scope, receive, send)
+                return
+            status, headers, body = await self._fast_infer(scope, receive, *target)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return asgi
+
+    async def _fast_infer(
+        self, scope: Scope, receive: Receive, model: str, version: str | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        try:
+            headers = dict(scope["headers"])
+            body = await self._receive_body(headers, receive)
+            header_length = _parse_header_length(headers.get(HEADER_LENGTH.encode()))
+            infer_request = rest_codec.decode_infer_request(body, header_length)
+            response = await self.dataplane.infer(model, version, infer_request)
+            content, json_length = rest_codec.encode_infer_response(response, infer_request)
+        except AiaasError as error:
+            return error.http_status, [_JSON_TYPE], orjson.dumps({"error": error.message})
+        except Exception:
+            log.exception("unexpected error serving infer for model %s", model)
+            return 500, [_JSON_TYPE], b'{"error":"internal server error"}'
+        if json_length is None:
+            return 200, [_JSON_TYPE], content
+        return 200, [_OCTET_TYPE, (_HEADER_LENGTH_NAME, str(json_length).encode())], content
+
+    async def _receive_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_request_bytes:
+            raise _too_large(int(declared), self.max_request_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidArgument("the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_request_bytes:
+                raise _too_large(size, self.max_request_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 as soon as it passes the size limit."""
@@ -155,11 +217,35 @@ class RestFrontEnd:
 
 def _header_length(request: Request) -> int | None:
     raw = request.headers.get(HEADER_LENGTH)
+    return None if raw is None else _parse_header_length(raw.encode("latin-1"))
+
+
+def _parse_header_length(raw: bytes | None) -> int | None:
     if raw is None:
         return None
     if not raw.strip().isdigit():
-        raise InvalidArgument(f"Inference-Header-Content-Length '{raw}' is not a byte count")
+        text = raw.decode("latin-1")
+        raise InvalidArgument(f"Inference-Header-Content-Length '{text}' is not a byte count")
     return int(raw)
+
+
+def _infer_target(scope: Scope) -> tuple[str, str | None] | None:
+    """(model, version) when the scope is a V2 infer call, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    parts = scope["path"].split("/")
+    # ['', 'v2', 'models', m, 'infer'] or ['', 'v2', 'models', m, 'versions', v, 'infer']
+    if len(parts) == 5 and parts[1:3] == ["v2", "models"] and parts[4] == "infer" and parts[3]:
+        return unquote(parts[3]), None
+    if (
+        len(parts) == 7
+        and parts[1:3] == ["v2", "models"]
+        and parts[4] == "versions"
+        and parts[6] == "infer"
+        and parts[3]
+    ):
+        return unquote(parts[3]), unquote(parts[5])
+    return None
 
 
 def _too_large(size: int, limit: int) -> PayloadTooLarge:
