@@ -29,7 +29,9 @@ run: setup
 test: setup
 	$(PY) -m pytest -q
 
+# wrk (Debian) generates the HTTP load: C, so it does not eat the server's CPU.
 bench: setup
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench
 
 lint: setup

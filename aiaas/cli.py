@@ -47,6 +47,9 @@ def serve(
         str, typer.Option("--model-control-mode", help="none | poll | explicit")
     ] = "none",
     repository_poll_secs: Annotated[float, typer.Option("--repository-poll-secs")] = 15.0,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Also serve /metrics on this port.")
+    ] = None,
     load_model: Annotated[
         list[str] | None, typer.Option("--load-model", help="Explicit mode: load at start.")
     ] = None,
@@ -71,6 +74,7 @@ def serve(
             model_control_mode=model_control_mode,
             repository_poll_secs=repository_poll_secs,
             load_model=load_model or [],
+            metrics_port=metrics_port,
         )
     except ValidationError as error:
         first = error.errors()[0]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf import json_format, text_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from aiaas.errors import InvalidArgument
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
@@ -109,12 +111,39 @@ def parse_json(text: str) -> pb.ModelConfig:
     return config
 
 
-def to_json_dict(config: pb.ModelConfig) -> dict[str, object]:
-    """Triton's JSON form: proto field names, enums as names, 64-bit integers as strings."""
-    result: dict[str, object] = json_format.MessageToDict(
+def to_json_dict(config: pb.ModelConfig) -> dict[str, Any]:
+    """Triton's JSON form: proto field names, enums as names, and 64-bit integers as
+    numbers (protobuf's JSON mapping would quote them; Triton's clients expect numbers)."""
+    result: dict[str, Any] = json_format.MessageToDict(
         config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    _unquote_int64(config.DESCRIPTOR, result)
     return result
+
+
+_INT64_TYPES = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+}
+
+
+def _unquote_int64(descriptor: Descriptor, value: dict[str, Any]) -> None:
+    for proto_field in descriptor.fields:
+        if proto_field.name not in value:
+            continue
+        item = value[proto_field.name]
+        if proto_field.message_type is not None and proto_field.message_type.GetOptions().map_entry:
+            entry = proto_field.message_type.fields_by_name["value"]
+            if entry.message_type is not None:
+                for sub in item.values():
+                    _unquote_int64(entry.message_type, sub)
+        elif proto_field.message_type is not None:
+            for sub in item if isinstance(item, list) else [item]:
+                _unquote_int64(proto_field.message_type, sub)
+        elif proto_field.type in _INT64_TYPES:
+            is_list = isinstance(item, list)
+            value[proto_field.name] = [int(v) for v in item] if is_list else int(item)
 
 
 def datatype_to_config(datatype: str) -> int:

@@ -15,6 +15,7 @@ from aiaas import __version__
 from aiaas.errors import InvalidArgument
 from aiaas.serve import config as model_config
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
+from aiaas.serve.stats import statistics_json
 from aiaas.serve.types import (
     InferOutput,
     InferRequest,
@@ -24,7 +25,13 @@ from aiaas.serve.types import (
 
 SERVER_NAME = "aiaas"
 #: Triton's names for the protocol extensions this server implements.
-EXTENSIONS = ("model_repository", "binary_tensor_data", "schedule_policy")
+EXTENSIONS = (
+    "model_repository",
+    "schedule_policy",
+    "model_configuration",
+    "binary_tensor_data",
+    "statistics",
+)
 
 
 class DataPlane:
@@ -62,6 +69,21 @@ class DataPlane:
         if loaded.parameters:
             metadata["parameters"] = dict(loaded.parameters)
         return metadata
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """The complete configuration in use (after completion), in Triton's JSON form."""
+        return model_config.to_json_dict(self.repository.get(name, version).config)
+
+    def model_statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics extension: all models, one model, or one version."""
+        if name is None:
+            chosen = self.repository.loaded_versions()
+        elif version is None:
+            self.repository.get(name)
+            chosen = [v for v in self.repository.loaded_versions() if v.name == name]
+        else:
+            chosen = [self.repository.get(name, version)]
+        return {"model_stats": [statistics_json(v.stats) for v in chosen]}
 
     # ---- model control -------------------------------------------------------------
 

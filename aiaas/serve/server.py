@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client import start_http_server
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
+from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ControlMode, ModelRepository
@@ -46,6 +49,7 @@ class ServerSettings(BaseSettings):
     repository_poll_secs: float = Field(15.0, gt=0)
     load_model: list[str] = Field(default_factory=list)
     shutdown_timeout_s: float = Field(30.0, ge=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535)
 
 
 class Server:
@@ -59,18 +63,24 @@ class Server:
         self.repository = ModelRepository(all_sources, settings.model_control_mode)
         self.dataplane = DataPlane(self.repository, strict_readiness=settings.strict_readiness)
         self.rest = RestFrontEnd(self.dataplane, max_request_bytes=settings.max_request_bytes)
+        self.metrics = metrics.build_registry(self.repository)
         self._poller: asyncio.Task[None] | None = None
 
     def http_app(self) -> Starlette:
         return Starlette(
-            routes=self.rest.routes(),
+            routes=[*self.rest.routes(), Route("/metrics", self._metrics, methods=["GET"])],
             exception_handlers={HTTPException: _http_error},
             lifespan=self._lifespan,
         )
 
+    async def _metrics(self, request: Request) -> Response:
+        return Response(metrics.exposition(self.metrics), media_type=metrics.CONTENT_TYPE)
+
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.repository.start(self.settings.load_model)
+        if self.settings.metrics_port:
+            start_http_server(self.settings.metrics_port, self.settings.host, self.metrics)
         if self.settings.model_control_mode == ControlMode.POLL:
             self._poller = asyncio.create_task(self._poll())
         self.dataplane.started = True

@@ -102,3 +102,39 @@ class ModelStats:
                 self.latency_buckets[index] += 1
                 return
         self.latency_buckets[-1] += 1
+
+
+def _duration_json(duration: Duration) -> dict[str, int]:
+    return {"count": duration.count, "ns": duration.ns}
+
+
+def statistics_json(stats: ModelStats) -> dict[str, object]:
+    """Triton's statistics-extension form of one model version's statistics."""
+    return {
+        "name": stats.name,
+        "version": stats.version,
+        "last_inference": stats.last_inference_ms,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "inference_stats": {
+            "success": _duration_json(stats.success),
+            "fail": _duration_json(stats.fail),
+            "queue": _duration_json(stats.queue),
+            "compute_input": _duration_json(stats.compute_input),
+            "compute_infer": _duration_json(stats.compute_infer),
+            "compute_output": _duration_json(stats.compute_output),
+            "cache_hit": {"count": 0, "ns": 0},
+            "cache_miss": {"count": 0, "ns": 0},
+        },
+        "response_stats": {},
+        "batch_stats": [
+            {
+                "batch_size": size,
+                "compute_input": _duration_json(batch.compute_input),
+                "compute_infer": _duration_json(batch.compute_infer),
+                "compute_output": _duration_json(batch.compute_output),
+            }
+            for size, batch in sorted(stats.batch_stats.items())
+        ],
+        "memory_usage": [],
+    }

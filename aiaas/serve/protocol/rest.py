@@ -71,6 +71,11 @@ class RestFrontEnd:
             ("/v2/health/live", self.live, "GET"),
             ("/v2/health/ready", self.ready, "GET"),
             ("/v2", self.server_metadata, "GET"),
+            ("/v2/models/stats", self.model_statistics, "GET"),
+            (f"{model}/stats", self.model_statistics, "GET"),
+            (f"{version}/stats", self.model_statistics, "GET"),
+            (f"{model}/config", self.model_config, "GET"),
+            (f"{version}/config", self.model_config, "GET"),
             (model, self.model_metadata, "GET"),
             (version, self.model_metadata, "GET"),
             (f"{model}/ready", self.model_ready, "GET"),
@@ -172,6 +177,15 @@ class RestFrontEnd:
     async def model_metadata(self, request: Request) -> Response:
         params = request.path_params
         return json_response(self.dataplane.model_metadata(params["model"], params.get("version")))
+
+    async def model_config(self, request: Request) -> Response:
+        params = request.path_params
+        return json_response(self.dataplane.model_config(params["model"], params.get("version")))
+
+    async def model_statistics(self, request: Request) -> Response:
+        params = request.path_params
+        stats = self.dataplane.model_statistics(params.get("model"), params.get("version"))
+        return json_response(stats)
 
     async def model_ready(self, request: Request) -> Response:
         params = request.path_params
