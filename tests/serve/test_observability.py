@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import models
 import pytest
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
-
-import models
 
 SERIAL = "max_batch_size: 8\ndynamic_batching { }\n"
 
