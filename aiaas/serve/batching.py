@@ -186,23 +186,27 @@ class Batcher:
             while not self._queued:
                 self._arrived.clear()
                 await self._arrived.wait()
-            batch = await self._form_batch()
-            if not batch.items:
-                continue
+            # In flight from the moment requests leave the queue, so close() cannot see an
+            # idle batcher (and cancel this worker) while a batch is still being formed.
             self._in_flight += 1
+            batch = _Batch()
             try:
-                await self._execute(instance, batch)
+                await self._form_batch(batch)
+                if batch.items:
+                    await self._execute(instance, batch)
+            except asyncio.CancelledError:
+                _fail(batch.items, Unavailable("model version was unloaded"))
+                raise
             finally:
                 self._in_flight -= 1
                 if self._queued == 0 and self._in_flight == 0:
                     self._idle.set()
 
-    async def _form_batch(self) -> _Batch:
-        batch = _Batch()
+    async def _form_batch(self, batch: _Batch) -> None:
         self._take(batch)
         delay_ns = self._config.max_queue_delay_us * 1000
         if not batch.items or not delay_ns or not self._batched:
-            return batch
+            return
         deadline = batch.items[0].enqueued_ns + delay_ns
         while not self._full(batch):
             remaining = (deadline - time.perf_counter_ns()) / 1e9
@@ -214,7 +218,6 @@ class Batcher:
             except TimeoutError:
                 break
             self._take(batch)
-        return batch
 
     def _full(self, batch: _Batch) -> bool:
         if batch.rows >= self._max_batch_size:

@@ -127,7 +127,7 @@ def test_config_of_a_model_completed_from_the_graph(client):
 
 
 def test_metrics_port_serves_the_same_metrics(tmp_path, start_server):
-    from conftest import free_port
+    from ports import free_port
 
     repo = tmp_path / "repo"
     models.save(models.add_sub(), repo, "plain")
