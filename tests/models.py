@@ -124,3 +124,13 @@ def save(
     if config is not None:
         (repo / name / "config.pbtxt").write_text(config)
     return folder / "model.onnx"
+
+
+def add_constant(value: float, width: int = 4) -> onnx.ModelProto:
+    """y = x + value: tells from its answer which version computed it."""
+    return _model(
+        [helper.make_node("Add", ["x", "c"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        [numpy_helper.from_array(np.array(value, dtype=np.float32), "c")],
+    )

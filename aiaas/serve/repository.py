@@ -66,6 +66,8 @@ class ModelEntry:
     reason: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     fingerprint: str | None = None
+    #: The folder state whose load last failed, so polling does not retry it every time.
+    failed_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +129,9 @@ class ModelRepository:
         for name in sorted(known):
             entry = self._entries.get(name)
             if entry is not None and entry.versions:
+                # A reload that failed leaves these serving; its reason stays visible here.
                 rows.extend(
-                    {"name": name, "version": str(v), "state": State.READY, "reason": ""}
+                    {"name": name, "version": str(v), "state": State.READY, "reason": entry.reason}
                     for v in sorted(entry.versions)
                 )
             elif not ready_only:
@@ -198,7 +201,8 @@ class ModelRepository:
                 await self.unload(name)
         for name, path in folders.items():
             entry = self._entries.get(name)
-            if entry is not None and entry.fingerprint == _folder_fingerprint(name, path, entry):
+            current = _folder_fingerprint(name, path)
+            if entry is not None and current in (entry.fingerprint, entry.failed_fingerprint):
                 continue
             try:
                 await self.load(name)
@@ -331,14 +335,15 @@ def _model_fingerprint(prepared: list[_Prepared]) -> str:
     return "|".join(f"{item.version}:{item.fingerprint}" for item in prepared)
 
 
-def _folder_fingerprint(name: str, path: Path, entry: ModelEntry) -> str | None:
+def _folder_fingerprint(name: str, path: Path) -> str:
     """What _model_fingerprint would say after loading the folder as it is now."""
     try:
         folder = read_model_folder(name, path)
         versions = _chosen_versions(_base_config(folder, None), folder)
     except (AiaasError, OSError):
-        # A broken folder: reload only if we have not already recorded it as broken.
-        return entry.fingerprint if entry.fingerprint is None else ""
+        # No versions to name: the config text (or its absence) identifies the state.
+        config = path / "config.pbtxt"
+        return "broken:" + (config.read_text() if config.is_file() else "")
     return "|".join(f"{v}:{folder.fingerprint([v])}" for v in versions)
 
 
