@@ -1,0 +1,136 @@
+"""Serving by alias: a model source (the server's `ModelSource` protocol) that
+resolves `models:/NAME@ALIAS` (or `/VERSION`) URIs and hands the server folders in
+Triton's layout, `<cache>/<NAME>/<registry version>/model.onnx`.
+
+Each `list_models` call resolves the URIs again, so an alias moved in the
+registry shows up as a new version folder; the folders of other versions are
+removed, leaving the server's default policy (latest 1) only one to serve. A
+version is downloaded next to the cache, verified, and renamed into place, so
+the server never sees a half-written folder. When the registry cannot be
+reached, the last folder that was resolved keeps being served. One cache folder
+serves one server process.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiaas.errors import AiaasError, InvalidArgument, NotFound
+from aiaas.registry.api import Registry
+from aiaas.registry.artifacts import file_sha256
+from aiaas.registry.files import safe_relative
+from aiaas.registry.records import ModelVersion
+from aiaas.registry.uri import ModelUri, parse_version_uri
+
+log = logging.getLogger(__name__)
+
+STAGING = ".staging"
+
+
+class RegistrySource:
+    def __init__(
+        self,
+        registry: Registry,
+        uris: Iterable[str],
+        cache_dir: str | Path,
+        *,
+        min_refresh_s: float = 0.0,
+    ) -> None:
+        """`min_refresh_s` > 0 answers repeated calls within that time from memory."""
+        self.registry = registry
+        self.cache_dir = Path(cache_dir)
+        self.min_refresh_s = min_refresh_s
+        self._uris: dict[str, ModelUri] = {}
+        for text in uris:
+            uri = parse_version_uri(text)
+            if uri.name in self._uris:
+                raise InvalidArgument(f"model {uri.name!r} is named by two URIs; serve one")
+            self._uris[uri.name] = uri
+        self._current: dict[str, ModelVersion] = {}
+        self._verified: set[tuple[str, int, str]] = set()
+        self._lock = threading.Lock()
+        self._refreshed_at: float | None = None
+        # Leftovers of downloads cut short by a crash; the cache belongs to one server process.
+        shutil.rmtree(self.cache_dir / STAGING, ignore_errors=True)
+
+    def list_models(self) -> dict[str, Path]:
+        with self._lock:
+            fresh = self._refreshed_at is not None and (
+                time.monotonic() - self._refreshed_at < self.min_refresh_s
+            )
+            if not fresh:
+                for name, uri in self._uris.items():
+                    self._refresh(name, uri)
+                self._refreshed_at = time.monotonic()
+            return {name: self.cache_dir / name for name in self._uris if name in self._current}
+
+    def metadata(self, name: str) -> dict[str, int | str]:
+        """Which registry version a served model is, for the server's model metadata."""
+        with self._lock:
+            version = self._current.get(name)
+        if version is None:
+            raise NotFound(f"model {name!r} is not served from the registry")
+        return {"registry_version": version.version, "sha256": version.sha256}
+
+    def _refresh(self, name: str, uri: ModelUri) -> None:
+        try:
+            version = self.registry.resolve(uri)
+            self._materialize(version)
+        except (AiaasError, OSError) as error:
+            kept = self._current.get(name)
+            still = f"; still serving {kept.uri}" if kept else ""
+            log.warning("cannot resolve %s: %s%s", uri, error, still)
+            return
+        self._current[name] = version
+        self._remove_other_versions(name, version.version)
+
+    def _materialize(self, version: ModelVersion) -> None:
+        folder = self.cache_dir / version.name / str(version.version)
+        key = (version.name, version.version, version.sha256)
+        if key in self._verified:
+            return
+        if folder.is_dir() and not _matches(folder, version):
+            log.warning("cached %s does not match the registry; downloading it again", folder)
+            shutil.rmtree(folder)
+        if not folder.is_dir():
+            self._download(version, folder)
+        self._verified.add(key)
+
+    def _download(self, version: ModelVersion, folder: Path) -> None:
+        staging = self.cache_dir / STAGING / f"{version.name}-{version.version}-{uuid.uuid4().hex}"
+        try:
+            self.registry.download_version(version, staging)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                staging.rename(folder)
+            except OSError:
+                if not folder.is_dir():  # another process sharing the cache got there first
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _remove_other_versions(self, name: str, keep: int) -> None:
+        model_folder = self.cache_dir / name
+        for child in model_folder.iterdir():
+            if child.is_dir() and child.name != str(keep):
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _matches(folder: Path, version: ModelVersion) -> bool:
+    """Every file of the version present with its hash, and nothing else."""
+    expected = {item.path: item.sha256 for item in version.files}
+    present = {
+        path.relative_to(folder).as_posix(): path for path in folder.rglob("*") if path.is_file()
+    }
+    if set(present) != set(expected):
+        return False
+    return all(
+        file_sha256(folder.joinpath(*safe_relative(path).parts)) == sha
+        for path, sha in expected.items()
+    )
