@@ -1,0 +1,94 @@
+"""`aiaas compress`: prune, distill and quantize a model, measure every variant on held-out
+data, keep the fastest within the accuracy budget.
+
+Imports typer only; torch loads when the command runs. Exit codes: 2 for the
+user's mistakes (files, flags, data that does not fit the model), 1 for a failed
+step (parity, registry).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Repeat = list[str] | None
+
+
+def compress(
+    model: Annotated[str, typer.Argument(help="module.path:factory, a .pt2 or an .onnx file")],
+    eval_data: Annotated[
+        Path, typer.Option("--eval", help=".npz: inputs by name (or x), labels under y.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Model repository for the chosen variant.")],
+    weights: Annotated[Path | None, typer.Option("--weights", help="State-dict file.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name in the repository.")
+    ] = None,
+    prune: Annotated[
+        str | None, typer.Option("--prune", help="structured:0.5 or unstructured:0.8")
+    ] = None,
+    train: Annotated[Path | None, typer.Option("--train", help=".npz for fine-tuning.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Fine-tuning epochs.")] = 3,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    distill: Annotated[
+        str | None,
+        typer.Option("--distill", help="Student: module:factory, shrink:FACTOR or current."),
+    ] = None,
+    student_weights: Annotated[Path | None, typer.Option("--student-weights")] = None,
+    temperature: Annotated[float, typer.Option("--temperature")] = 4.0,
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of the soft loss.")] = 0.7,
+    distill_epochs: Annotated[int, typer.Option("--distill-epochs")] = 10,
+    quantize: Annotated[
+        Repeat, typer.Option("--quantize", help="dynamic or static (repeatable).")
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", help=".npz for static quantization.")
+    ] = None,
+    calibration_method: Annotated[
+        str, typer.Option("--calibration-method", help="minmax | entropy | percentile")
+    ] = "minmax",
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor")] = True,
+    exclude_op: Annotated[Repeat, typer.Option("--exclude-op", help="Keep in float.")] = None,
+    exclude_node: Annotated[Repeat, typer.Option("--exclude-node", help="Keep in float.")] = None,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop")] = 0.01,
+    select_by: Annotated[
+        str, typer.Option("--select-by", help="batch16 | batch1 | size")
+    ] = "batch16",
+    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads.")] = 1,
+    rounds: Annotated[int, typer.Option("--rounds", help="Latency samples per variant.")] = 30,
+    report: Annotated[Path, typer.Option("--report")] = Path("compress-report.json"),
+    output_name: Annotated[Repeat, typer.Option("--output-name")] = None,
+    dynamic_axis: Annotated[Repeat, typer.Option("--dynamic-axis")] = None,
+    atol: Annotated[float, typer.Option("--atol")] = 1e-4,
+    rtol: Annotated[float, typer.Option("--rtol")] = 1e-3,
+    register: Annotated[
+        str | None, typer.Option("--register", help="Register the chosen variant's lineage.")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
+    ] = None,
+) -> None:
+    """Compress a model and keep the fastest variant within --max-accuracy-drop."""
+    from aiaas.compress.command import CompressRequest, run
+    from aiaas.errors import AiaasError, InvalidArgument
+
+    request = CompressRequest(
+        model=model, eval_data=eval_data, out=out, weights=weights, name=name, prune=prune,
+        train=train, epochs=epochs, lr=lr, distill=distill, student_weights=student_weights,
+        temperature=temperature, alpha=alpha, distill_epochs=distill_epochs,
+        quantize=quantize or [], calibration=calibration, calibration_method=calibration_method,
+        per_channel=per_channel, exclude_ops=exclude_op or [], exclude_nodes=exclude_node or [],
+        max_accuracy_drop=max_accuracy_drop, select_by=select_by, threads=threads, rounds=rounds,
+        report=report, output_names=output_name or [], dynamic_axes=dynamic_axis or [],
+        atol=atol, rtol=rtol, register=register, registry=registry,
+    )  # fmt: skip
+    try:
+        run(request)
+    except InvalidArgument as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except AiaasError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None

@@ -1,0 +1,124 @@
+"""`aiaas export`: a PyTorch model in, a parity-checked model-repository entry out.
+
+Imports typer only; torch loads when the command runs, so registering the command
+in `aiaas.cli` costs `aiaas serve` nothing. Exit codes: 2 for the user's mistakes
+(files, flags, shapes), 1 for an export that failed (parity, unsupported operator).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from aiaas.export.api import ExportReport
+
+_MODEL_HELP = "module.path:factory (returns an nn.Module) or a torch.export .pt2 program file"
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def export(
+    model: Annotated[str, typer.Argument(help=_MODEL_HELP)],
+    out: Annotated[Path, typer.Option("--out", help="Model repository to write into.")],
+    weights: Annotated[Path | None, typer.Option("--weights", help="State-dict file.")] = None,
+    example_shape: Annotated[
+        list[str] | None,
+        typer.Option("--example-shape", help="NAME=1x3x224x224:FP32 (repeatable)."),
+    ] = None,
+    example_npz: Annotated[
+        Path | None, typer.Option("--example-npz", help="Inputs under their names (or x).")
+    ] = None,
+    dynamic_axis: Annotated[
+        list[str] | None,
+        typer.Option("--dynamic-axis", help="NAME=AXIS beyond the batch axis (repeatable)."),
+    ] = None,
+    output_name: Annotated[
+        list[str] | None, typer.Option("--output-name", help="Output names, in order.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name in the repository.")
+    ] = None,
+    version: Annotated[int | None, typer.Option("--version", help="Default: next.")] = None,
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size")] = 32,
+    optimization: Annotated[
+        str, typer.Option("--optimization", help="extended | basic | none")
+    ] = "extended",
+    atol: Annotated[float, typer.Option("--atol")] = 1e-4,
+    rtol: Annotated[float, typer.Option("--rtol")] = 1e-3,
+    register: Annotated[
+        str | None, typer.Option("--register", help="Also register under this model name.")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
+    ] = None,
+) -> None:
+    """Export a PyTorch model to ONNX, check parity with PyTorch, write a repository entry."""
+    from aiaas.errors import AiaasError, InvalidArgument
+
+    try:
+        report = _run(
+            model, out, weights, example_shape or [], example_npz, dynamic_axis or [],
+            output_name or [], name, version, max_batch_size, optimization, atol, rtol,
+        )  # fmt: skip
+        if register:
+            from aiaas.export.registering import register_export
+
+            uri = register_export(report, register, registry, recipe={"export": {"model": model}})
+            typer.echo(f"registered {uri}")
+    except InvalidArgument as error:
+        raise fail(str(error), 2) from None
+    except AiaasError as error:  # a failed export (parity, operator) or registry write
+        raise fail(str(error), 1) from None
+
+
+def _run(
+    model_spec: str,
+    out: Path,
+    weights: Path | None,
+    example_shape: list[str],
+    example_npz: Path | None,
+    dynamic_axis: list[str],
+    output_names: list[str],
+    name: str | None,
+    version: int | None,
+    max_batch_size: int,
+    optimization: str,
+    atol: float,
+    rtol: float,
+) -> ExportReport:
+    from aiaas.errors import InvalidArgument
+    from aiaas.export import examples, loading
+    from aiaas.export.api import export_to_repository
+
+    if optimization not in ("extended", "basic", "none"):
+        raise InvalidArgument(f"--optimization '{optimization}': use extended, basic or none")
+    if bool(example_shape) == (example_npz is not None):
+        raise InvalidArgument("give example inputs with --example-shape or --example-npz (one)")
+    module = loading.load_model(model_spec, weights)
+    inputs = examples.from_npz(example_npz) if example_npz else examples.from_shapes(example_shape)
+    report = export_to_repository(
+        module, inputs, out, name or _default_name(model_spec), version,
+        max_batch_size=max_batch_size, output_names=output_names or None,
+        dynamic_axes=examples.parse_dynamic_axes(dynamic_axis),
+        atol=atol, rtol=rtol, optimization=optimization,
+    )  # fmt: skip
+    typer.echo(
+        f"exported {report.path} (ONNX Runtime optimisation: {report.optimization}); parity on "
+        f"examples and batch sizes {', '.join(map(str, report.batch_sizes))}: "
+        f"max abs error {report.max_abs_error:.3g}, max rel error {report.max_rel_error:.3g}"
+    )
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    return report
+
+
+def _default_name(model_spec: str) -> str:
+    if model_spec.endswith(".pt2"):
+        return Path(model_spec).stem
+    return model_spec.rpartition(":")[2].rpartition(".")[2]
