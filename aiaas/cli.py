@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from aiaas.registry.cli import models_app
+
 app = typer.Typer(
     name="aiaas",
     help="From a PyTorch model to a production endpoint.",
@@ -18,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(models_app, name="models")
 
 
 @app.callback()
@@ -81,6 +84,22 @@ def serve(
         flag = "-".join(map(str, first["loc"])).replace("_", "-")
         raise fail(f"--{flag}: {first['msg']}") from None
     run(settings)
+
+
+# `aiaas train`: aiaas.train.cli imports typer only; torch loads when the command runs.
+from aiaas.train.cli import train as _train  # noqa: E402
+
+app.command("train")(_train)
+
+# `aiaas export`: aiaas.export.cli imports typer only; torch loads when the command runs.
+from aiaas.export.cli import export as _export  # noqa: E402
+
+app.command("export")(_export)
+
+# `aiaas compress`: aiaas.compress.cli imports typer only; torch loads when the command runs.
+from aiaas.compress.cli import compress as _compress  # noqa: E402
+
+app.command("compress")(_compress)
 
 
 def main() -> None:

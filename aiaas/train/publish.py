@@ -1,0 +1,81 @@
+"""The run's last arrow: final weights -> parity-checked ONNX -> model repository -> registry.
+
+Runs on rank 0 after the process group is gone. The ONNX model lands in a
+Triton-layout repository (`aiaas serve --model-repository` serves it as is);
+with a registry configured it is also registered as a new version whose lineage
+names this run, its SPEC and resolved config, its final metrics and a content
+hash of the training data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aiaas.train.components import build_model
+from aiaas.train.config import JobConfig
+from aiaas.train.data import fetch, load_dataset
+from aiaas.train.loop import TrainResult
+from aiaas.train.rundir import RunDir
+
+REGISTRY_ENV = "AIAAS_REGISTRY_URI"
+
+
+def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dict[str, Any]:
+    """Export (and register, if a registry is configured); returns what went where."""
+    from aiaas.export import export_to_repository
+
+    model = build_model(job.model)
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    dataset = load_dataset(job.data.dataset, job.data.kwargs, base)
+    example_input = fetch(dataset, [0])[0]  # one real sample, with its batch axis
+    repository = Path(job.export.repository) if job.export.repository else run.model_repository
+    name = job.export.name or job.name
+    report = export_to_repository(model, {job.export.input_name: example_input}, repository, name)
+    outcome: dict[str, Any] = {
+        "onnx": str(report.path),
+        "model_repository": str(repository),
+        "parity_max_abs_error": report.max_abs_error,
+    }
+    uri = job.export.registry_uri or os.environ.get(REGISTRY_ENV, "")
+    if uri:
+        outcome["registered"] = register(job, run, result, report.path, name, uri)
+    return outcome
+
+
+def register(
+    job: JobConfig, run: RunDir, result: TrainResult, onnx_path: Path, name: str, uri: str
+) -> str:
+    """A new registry version of `name` carrying this run's lineage; returns its URI."""
+    from aiaas.registry.api import Registry
+
+    info = json.loads((run.root / "run.json").read_text())
+    spec_path = run.root / "spec.toml"
+    with Registry.open(uri=uri) as registry:
+        version = registry.register(
+            name,
+            onnx_path.parent,
+            description=f"trained by aiaas train, run {info['run_id']}",
+            tags={"source": "aiaas.train", "dataset_fingerprint": info["dataset_fingerprint"]},
+            metrics={key: float(value) for key, value in result.metrics.items()},
+            run_id=info["run_id"],
+            params={
+                "dataset": job.data.dataset,
+                "dataset_kwargs": job.data.kwargs,
+                "dataset_fingerprint": info["dataset_fingerprint"],
+                "strategy": job.parallel.strategy,
+                "global_batch_size": job.training.global_batch_size,
+                "seed": job.training.seed,
+                "torch": torch.__version__,
+            },
+            recipe={
+                "spec": spec_path.read_text() if spec_path.is_file() else None,
+                "config": job.to_dict(),
+            },
+        )
+    return str(version.uri)
