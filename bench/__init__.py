@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [suite]`. Never run by `make test`."""
