@@ -21,11 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
 from aiaas.serve.dataplane import DataPlane
-from aiaas.serve.protocol import rest_codec
+from aiaas.serve.protocol import http_encoding, rest_codec
 
 log = logging.getLogger(__name__)
 
-HEADER_LENGTH = "inference-header-content-length"
 _HEADER_LENGTH_NAME = b"inference-header-content-length"
 _JSON_TYPE = (b"content-type", b"application/json")
 _OCTET_TYPE = (b"content-type", b"application/octet-stream")
@@ -114,10 +113,23 @@ class RestFrontEnd:
     async def _fast_infer(
         self, scope: Scope, receive: Receive, model: str, version: str | None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        headers = dict(scope["headers"])
         try:
-            headers = dict(scope["headers"])
             body = await self._receive_body(headers, receive)
-            header_length = _parse_header_length(headers.get(HEADER_LENGTH.encode()))
+        except AiaasError as error:
+            return error.http_status, [_JSON_TYPE], orjson.dumps({"error": error.message})
+        return await self._answer_infer(headers, body, model, version)
+
+    async def _answer_infer(
+        self, headers: dict[bytes, bytes], body: bytes, model: str, version: str | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers and body of the answer to one infer call: the one place both
+        the fast path and the routed endpoint decode, run and encode."""
+        try:
+            body = http_encoding.decode_body(
+                body, _text(headers.get(b"content-encoding")), self.max_request_bytes
+            )
+            header_length = _parse_header_length(headers.get(_HEADER_LENGTH_NAME))
             infer_request = rest_codec.decode_infer_request(body, header_length)
             response = await self.dataplane.infer(model, version, infer_request)
             content, json_length = rest_codec.encode_infer_response(response, infer_request)
@@ -127,8 +139,14 @@ class RestFrontEnd:
             log.exception("unexpected error serving infer for model %s", model)
             return 500, [_JSON_TYPE], b'{"error":"internal server error"}'
         if json_length is None:
-            return 200, [_JSON_TYPE], content
-        return 200, [_OCTET_TYPE, (_HEADER_LENGTH_NAME, str(json_length).encode())], content
+            response_headers = [_JSON_TYPE]
+        else:
+            response_headers = [_OCTET_TYPE, (_HEADER_LENGTH_NAME, str(json_length).encode())]
+        coding = http_encoding.choose_coding(_text(headers.get(b"accept-encoding")))
+        if coding is not None:
+            content = http_encoding.encode_body(content, coding)
+            response_headers.append((b"content-encoding", coding.encode()))
+        return 200, response_headers, content
 
     async def _receive_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
@@ -148,8 +166,9 @@ class RestFrontEnd:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def read_body(self, request: Request) -> bytes:
-        """The request body, refused with 413 as soon as it passes the size limit."""
+    async def read_body(self, request: Request, *, decode: bool = True) -> bytes:
+        """The request body, refused with 413 as soon as it passes the size limit, and
+        decompressed (within the same limit) when ``decode``."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_request_bytes:
             raise _too_large(int(declared), self.max_request_bytes)
@@ -160,7 +179,11 @@ class RestFrontEnd:
             if size > self.max_request_bytes:
                 raise _too_large(size, self.max_request_bytes)
             chunks.append(chunk)
-        return b"".join(chunks)
+        body = b"".join(chunks)
+        if not decode:
+            return body
+        coding = request.headers.get("content-encoding")
+        return http_encoding.decode_body(body, coding, self.max_request_bytes)
 
     # ---- endpoints -----------------------------------------------------------------
 
@@ -193,19 +216,16 @@ class RestFrontEnd:
         return json_response({"name": params["model"], "ready": ready}, 200 if ready else 503)
 
     async def infer(self, request: Request) -> Response:
-        body = await self.read_body(request)
-        header_length = _header_length(request)
-        infer_request = rest_codec.decode_infer_request(body, header_length)
+        body = await self.read_body(request, decode=False)
         params = request.path_params
-        response = await self.dataplane.infer(params["model"], params.get("version"), infer_request)
-        content, json_length = rest_codec.encode_infer_response(response, infer_request)
-        if json_length is None:
-            return Response(content, media_type="application/json")
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(json_length)},
+        headers = {k.lower(): v for k, v in request.headers.raw}
+        status, response_headers, content = await self._answer_infer(
+            headers, body, params["model"], params.get("version")
         )
+        response = Response(content, status_code=status)
+        for key, value in response_headers:
+            response.headers[key.decode()] = value.decode()
+        return response
 
     async def repository_index(self, request: Request) -> Response:
         body = await self.read_body(request)
@@ -229,9 +249,8 @@ class RestFrontEnd:
         return Response(status_code=200)
 
 
-def _header_length(request: Request) -> int | None:
-    raw = request.headers.get(HEADER_LENGTH)
-    return None if raw is None else _parse_header_length(raw.encode("latin-1"))
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("latin-1")
 
 
 def _parse_header_length(raw: bytes | None) -> int | None:
