@@ -1,16 +1,34 @@
-"""Run benchmark suites: `python -m bench` (all) or `python -m bench serve ...`."""
+"""Run benchmark suites: `python -m bench` (all) or `python -m bench SUITE [flags]`.
+
+Each suite measures its baseline in the same run and writes its table under
+bench/results/; bench/RESULTS.md collects the figures with what they mean.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+SUITES = {
+    "serve": "bench.serve_bench",
+    "compress": "bench.compress_bench",
+    "train": "bench.train_bench",
+    "registry": "bench.registry_bench",
+    "federated": "bench.federated_bench",
+}
 
 
 def main() -> None:
-    suites = {"serve": "bench.serve_bench"}
     args = sys.argv[1:]
-    chosen = [args.pop(0)] if args and args[0] in suites else list(suites)
+    chosen = [args.pop(0)] if args and args[0] in SUITES else list(SUITES)
     for suite in chosen:
-        module = __import__(suites[suite], fromlist=["main"])
+        try:
+            module = importlib.import_module(SUITES[suite])
+        except ModuleNotFoundError as error:
+            if error.name != SUITES[suite]:
+                raise
+            print(f"skipping {suite}: {SUITES[suite]} does not exist yet", file=sys.stderr)
+            continue
         module.main(args)
 
 

@@ -62,6 +62,7 @@ def write_script(
 def run_wrk(url: str, script: Path, concurrency: int, seconds: float) -> LoadResult:
     command = [
         require_wrk(), "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+        "--timeout", "30s",
         "-s", str(script), url,
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout

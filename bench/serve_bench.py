@@ -56,11 +56,9 @@ def prepare_mlp(repo: Path) -> Model:
 def prepare_minilm(repo: Path) -> Model:
     from aiaas.export.minilm import export_minilm
 
-    folder = repo / "minilm" / "1"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.onnx"
+    path = repo / "minilm" / "1" / "model.onnx"
     if not path.exists():
-        export_minilm(path)
+        export_minilm(repo, name="minilm", version=1)
     (repo / "minilm" / "config.pbtxt").write_text(MINILM_CONFIG)
     names = [i.name for i in ort.InferenceSession(str(path)).get_inputs()]
     rng = np.random.default_rng(0)
