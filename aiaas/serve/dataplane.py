@@ -13,6 +13,7 @@ import numpy as np
 
 from aiaas import __version__
 from aiaas.errors import InvalidArgument
+from aiaas.serve import classification
 from aiaas.serve import config as model_config
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
 from aiaas.serve.stats import statistics_json
@@ -31,6 +32,7 @@ EXTENSIONS = (
     "model_configuration",
     "binary_tensor_data",
     "statistics",
+    "classification",
 )
 
 
@@ -120,6 +122,7 @@ class DataPlane:
         try:
             inputs = validate_inputs(loaded, request)
             names = requested_outputs(loaded, request)
+            classes = classified_outputs(request)
             arrays = await loaded.batcher.infer(
                 inputs,
                 names,
@@ -130,7 +133,9 @@ class DataPlane:
                 model_name=name,
                 model_version=str(loaded.version),
                 id=request.id,
-                outputs=[_output(name, arrays[name]) for name in names],
+                outputs=[
+                    _output(name, _classify(loaded, name, arrays[name], classes)) for name in names
+                ],
             )
             ok = True
             return response
@@ -152,6 +157,22 @@ _NUMPY_DATATYPES = {
     "i1": "INT8", "i2": "INT16", "i4": "INT32", "i8": "INT64",
     "f2": "FP16", "f4": "FP32", "f8": "FP64",
 }  # fmt: skip
+
+
+def classified_outputs(request: InferRequest) -> dict[str, int]:
+    """Requested outputs with a class_count, checked before the model runs."""
+    wanted = request.outputs or ()
+    counts = {o.name: classification.class_count(o.parameters, o.name) for o in wanted}
+    return {name: k for name, k in counts.items() if k is not None}
+
+
+def _classify(
+    loaded: ModelVersion, name: str, array: np.ndarray, classes: dict[str, int]
+) -> np.ndarray:
+    if name not in classes:
+        return array
+    batched = loaded.serving.max_batch_size > 0
+    return classification.top_k(array, classes[name], loaded.labels.get(name), batched=batched)
 
 
 def _int_parameter(parameters: dict[str, Any], key: str) -> int:
