@@ -5,6 +5,7 @@ everything between (validation, batching, statistics) happens here once.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from aiaas import __version__
-from aiaas.errors import InvalidArgument
-from aiaas.serve import classification
+from aiaas.errors import AiaasError, InvalidArgument
+from aiaas.serve import classification, uploads
 from aiaas.serve import config as model_config
+from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
 from aiaas.serve.stats import statistics_json
 from aiaas.serve.types import (
@@ -90,17 +92,25 @@ class DataPlane:
     # ---- model control -------------------------------------------------------------
 
     async def load(self, name: str, parameters: dict[str, Any]) -> None:
+        """Triton's load: optionally with a JSON config override and ``file:`` model files
+        (as bytes: the front end decodes its wire form); failures start with Triton's
+        "failed to load '<name>'" and leave the previous version serving."""
         self._check_explicit()
-        override = parameters.get("config")
-        config_override = None
-        if override is not None:
-            if not isinstance(override, str):
-                raise InvalidArgument(f"failed to load '{name}': 'config' must be a JSON string")
-            try:
-                config_override = model_config.parse_json(override)
-            except InvalidArgument as error:
-                raise InvalidArgument(f"failed to load '{name}': {error}") from None
-        await self.repository.load(name, config_override=config_override)
+        try:
+            config_override = _config_override(parameters)
+            files = uploads.passed_files(parameters)
+            if files and config_override is None:
+                raise InvalidArgument("model files were passed without a 'config' parameter")
+            folder = uploads.write_model_folder(files) if files else None
+        except AiaasError as error:
+            raise type(error)(f"failed to load '{name}': {error}") from None
+        try:
+            await self.repository.load(
+                name, config_override=config_override, folder_override=folder
+            )
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def unload(self, name: str) -> None:
         self._check_explicit()
@@ -157,6 +167,15 @@ _NUMPY_DATATYPES = {
     "i1": "INT8", "i2": "INT16", "i4": "INT32", "i8": "INT64",
     "f2": "FP16", "f4": "FP32", "f8": "FP64",
 }  # fmt: skip
+
+
+def _config_override(parameters: dict[str, Any]) -> pb.ModelConfig | None:
+    override = parameters.get("config")
+    if override is None:
+        return None
+    if not isinstance(override, str):
+        raise InvalidArgument("'config' must be a JSON string")
+    return model_config.parse_json(override)
 
 
 def classified_outputs(request: InferRequest) -> dict[str, int]:

@@ -10,6 +10,7 @@ that fails leaves whatever was serving in place and records why.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -353,7 +354,8 @@ def _prepare_model(
     """Build every chosen version that changed (blocking: creates sessions); all or nothing."""
     base = _base_config(folder, override)
     versions = _chosen_versions(base, folder)
-    marker = "override" if override is not None else ""
+    # Each override is its own state: loading a different override must rebuild.
+    marker = "" if override is None else "override:" + _config_digest(override)
     prepared: list[_Prepared] = []
     try:
         for version in versions:
@@ -369,6 +371,10 @@ def _prepare_model(
                 item.runtime.close()
         raise
     return prepared
+
+
+def _config_digest(config: pb.ModelConfig) -> str:
+    return hashlib.sha256(config.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
 def _prepare_version(

@@ -7,6 +7,8 @@ codec in one pass (orjson + numpy), with no per-field validation layer in betwee
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
+from aiaas.serve import uploads
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import http_encoding, rest_codec
 
@@ -240,13 +243,32 @@ class RestFrontEnd:
         options = rest_codec.loads_json(body) if body.strip() else {}
         if not isinstance(options, dict):
             raise InvalidArgument("the load body must be a JSON object")
-        await self.dataplane.load(request.path_params["model"], options.get("parameters") or {})
+        name = request.path_params["model"]
+        parameters = options.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidArgument(f"failed to load '{name}': 'parameters' must be a JSON object")
+        await self.dataplane.load(name, _decode_files(name, parameters))
         return Response(status_code=200)
 
     async def unload(self, request: Request) -> Response:
         await self.read_body(request)
         await self.dataplane.unload(request.path_params["model"])
         return Response(status_code=200)
+
+
+def _decode_files(model: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Over REST, ``file:`` load parameters carry base64; the data plane takes bytes."""
+    decoded = dict(parameters)
+    for key, value in parameters.items():
+        if not key.startswith(uploads.FILE_PREFIX):
+            continue
+        try:
+            decoded[key] = base64.b64decode(value, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise InvalidArgument(
+                f"failed to load '{model}': parameter '{key}' is not base64-encoded file content"
+            ) from None
+    return decoded
 
 
 def _text(raw: bytes | None) -> str | None:
