@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from aiaas import __version__
+from aiaas import __version__, tensors
 from aiaas.errors import AiaasError, InvalidArgument
-from aiaas.serve import classification, uploads
+from aiaas.serve import classification, shared_memory, uploads
 from aiaas.serve import config as model_config
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
+from aiaas.serve.shared_memory import SystemSharedMemory
 from aiaas.serve.stats import statistics_json
 from aiaas.serve.types import (
     InferOutput,
@@ -35,13 +36,21 @@ EXTENSIONS = (
     "binary_tensor_data",
     "statistics",
     "classification",
+    "system_shared_memory",
 )
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, *, strict_readiness: bool = False) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        strict_readiness: bool = False,
+        shared_memory: SystemSharedMemory | None = None,
+    ) -> None:
         self.repository = repository
         self.strict_readiness = strict_readiness
+        self.shared_memory = shared_memory or SystemSharedMemory()
         self.started = False
 
     # ---- health and metadata -------------------------------------------------------
@@ -130,6 +139,7 @@ class DataPlane:
         started = time.perf_counter_ns()
         ok = False
         try:
+            self._read_shared_inputs(request)
             inputs = validate_inputs(loaded, request)
             names = requested_outputs(loaded, request)
             classes = classified_outputs(request)
@@ -143,14 +153,42 @@ class DataPlane:
                 model_name=name,
                 model_version=str(loaded.version),
                 id=request.id,
-                outputs=[
-                    _output(name, _classify(loaded, name, arrays[name], classes)) for name in names
-                ],
+                outputs=[self._finish(loaded, request, n, arrays[n], classes) for n in names],
             )
             ok = True
             return response
         finally:
             loaded.stats.record_request(ok, time.perf_counter_ns() - started)
+
+    def _read_shared_inputs(self, request: InferRequest) -> None:
+        """Inputs that name a shared-memory region get their data from it."""
+        for item in request.inputs:
+            if shared_memory.is_shared(item.parameters):
+                where = f"input '{item.name}'"
+                raw = self.shared_memory.read(item.parameters, where)
+                item.data = tensors.from_raw(raw, item.datatype, item.shape, where)
+
+    def _finish(
+        self,
+        loaded: ModelVersion,
+        request: InferRequest,
+        name: str,
+        array: np.ndarray,
+        classes: dict[str, int],
+    ) -> InferOutput:
+        """Classify the output when asked; one requested into a shared-memory region is
+        written there, not returned."""
+        output = _output(name, _classify(loaded, name, array, classes))
+        wanted = next((o for o in request.outputs or () if o.name == name), None)
+        if wanted is None or not shared_memory.is_shared(wanted.parameters):
+            return output
+        raw = tensors.to_raw(output.data)
+        self.shared_memory.write(wanted.parameters, raw, f"output '{output.name}'")
+        output.parameters = {
+            shared_memory.REGION: wanted.parameters[shared_memory.REGION],
+            shared_memory.BYTE_SIZE: len(raw),
+        }
+        return output
 
 
 def _spec_json(spec: TensorSpec) -> dict[str, Any]:

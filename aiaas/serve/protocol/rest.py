@@ -32,6 +32,7 @@ _HEADER_LENGTH_NAME = b"inference-header-content-length"
 _JSON_TYPE = (b"content-type", b"application/json")
 _OCTET_TYPE = (b"content-type", b"application/octet-stream")
 Endpoint = Callable[[Request], Awaitable[Response]]
+_SHM = "/v2/systemsharedmemory"
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -87,6 +88,11 @@ class RestFrontEnd:
             ("/v2/repository/index", self.repository_index, "POST"),
             ("/v2/repository/models/{model}/load", self.load, "POST"),
             ("/v2/repository/models/{model}/unload", self.unload, "POST"),
+            (f"{_SHM}/status", self.shm_status, "GET"),
+            (f"{_SHM}/region/{{region}}/status", self.shm_status, "GET"),
+            (f"{_SHM}/region/{{region}}/register", self.shm_register, "POST"),
+            (f"{_SHM}/unregister", self.shm_unregister, "POST"),
+            (f"{_SHM}/region/{{region}}/unregister", self.shm_unregister, "POST"),
         ]
         return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
 
@@ -253,6 +259,29 @@ class RestFrontEnd:
     async def unload(self, request: Request) -> Response:
         await self.read_body(request)
         await self.dataplane.unload(request.path_params["model"])
+        return Response(status_code=200)
+
+    # ---- system shared memory extension ----------------------------------------------
+
+    async def shm_status(self, request: Request) -> Response:
+        region = request.path_params.get("region")
+        return json_response(self.dataplane.shared_memory.status(region))
+
+    async def shm_register(self, request: Request) -> Response:
+        options = rest_codec.loads_json(await self.read_body(request))
+        if not isinstance(options, dict):
+            raise InvalidArgument("the register body must be a JSON object")
+        self.dataplane.shared_memory.register(
+            request.path_params["region"],
+            options.get("key"),
+            options.get("offset", 0),
+            options.get("byte_size"),
+        )
+        return Response(status_code=200)
+
+    async def shm_unregister(self, request: Request) -> Response:
+        await self.read_body(request)
+        self.dataplane.shared_memory.unregister(request.path_params.get("region"))
         return Response(status_code=200)
 
 

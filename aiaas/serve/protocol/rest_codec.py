@@ -15,9 +15,12 @@ import orjson
 
 from aiaas import tensors
 from aiaas.errors import InvalidArgument
+from aiaas.serve import shared_memory
 from aiaas.serve.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+#: Placeholder data of an input that lives in shared memory until the data plane reads it.
+_NO_DATA = np.empty(0, dtype=np.uint8)
 
 
 def loads_json(body: bytes | memoryview, what: str = "request body") -> Any:
@@ -84,6 +87,9 @@ def _decode_input(raw: Any, index: int, body: memoryview, offset: int) -> tuple[
             )
         data = tensors.from_raw(body[offset:end], datatype, shape, where)
         return InferInput(name, datatype, shape, data, parameters), end
+    if shared_memory.REGION in parameters:
+        # The data plane reads it from the region; nothing of it is in the body.
+        return InferInput(name, datatype, shape, _NO_DATA, parameters), offset
     if "data" not in raw:
         raise InvalidArgument(f"{where}: no 'data' and no 'binary_data_size'")
     data = tensors.from_json_data(raw["data"], datatype, shape, where)
@@ -159,7 +165,9 @@ def _encode_output(
         "shape": list(output.shape),
     }
     parameters = dict(output.parameters)
-    if wants_binary(request, output.name):
+    if shared_memory.REGION in parameters:
+        pass  # written into the client's shared-memory region by the data plane
+    elif wants_binary(request, output.name):
         raw = tensors.to_raw(output.data)
         blobs.append(raw)
         parameters["binary_data_size"] = len(raw)
