@@ -29,9 +29,10 @@ run: setup
 test: setup
 	$(PY) -m pytest -q
 
-# wrk (Debian) generates the HTTP load: C, so it does not eat the server's CPU.
+# wrk and h2load (Debian) generate the HTTP and gRPC load: C, so they do not eat the server's CPU.
 bench: setup
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
 	$(PY) -m bench
 
 lint: setup

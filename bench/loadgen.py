@@ -3,7 +3,6 @@ server's CPU the way a Python client would), and the processes under test."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import signal
@@ -74,6 +73,37 @@ def run_wrk(url: str, script: Path, concurrency: int, seconds: float) -> LoadRes
     return LoadResult(rate, _percentile(out, "50%"), _percentile(out, "99%"), errors)
 
 
+def run_h2load(
+    url: str, body: Path, concurrency: int, seconds: float, headers: dict[str, str], log: Path
+) -> LoadResult:
+    """Closed-loop HTTP/2 load (gRPC is HTTP/2 POSTs of framed protobuf): one connection
+    per client, one stream each. Percentiles come from h2load's per-request log.
+
+    h2load sees HTTP statuses only; a gRPC error travels in the trailers of a 200, so
+    callers check one real answer with a gRPC client before measuring."""
+    if shutil.which("h2load") is None:
+        raise SystemExit("h2load is not installed: apt-get install -y nghttp2-client")
+    command = ["h2load", "-c", str(concurrency), "-m", "1", "-D", str(max(1, round(seconds))),
+               "-d", str(body), f"--log-file={log}", url]  # fmt: skip
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    latencies = sorted(int(row[2]) / 1000 for row in rows)
+    errors = sum(1 for row in rows if row[1] != "200")
+    if not latencies:
+        raise RuntimeError(f"h2load made no requests to {url}")
+    # h2load runs longer than -D (connection set-up, warm-up): rate over the logged span.
+    started = [int(row[0]) for row in rows]
+    span_s = (max(started) - min(started)) / 1e6 + latencies[len(latencies) // 2] / 1000
+    return LoadResult(
+        len(rows) / span_s,
+        latencies[len(latencies) // 2],
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        errors,
+    )
+
+
 def _percentile(out: str, label: str) -> float:
     match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
     value, unit = float(match.group(1)), match.group(2)
@@ -105,14 +135,3 @@ class Process:
             self.process.kill()
             self.process.wait()
         self._log.close()
-
-
-def v2_json_body(inputs: dict[str, tuple[str, list[int], list]]) -> bytes:
-    return json.dumps(
-        {
-            "inputs": [
-                {"name": name, "datatype": datatype, "shape": shape, "data": data}
-                for name, (datatype, shape, data) in inputs.items()
-            ]
-        }
-    ).encode()

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.loadgen import LoadResult, Process, free_port, run_wrk, v2_json_body, write_script
+from bench import wire
+from bench.loadgen import LoadResult, Process, free_port, run_h2load, run_wrk, write_script
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work"
@@ -38,6 +39,10 @@ class Model:
     path: Path
     #: batch size -> ONNX Runtime feed
     feed: Callable[[int], dict[str, np.ndarray]]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [o.name for o in ort.InferenceSession(str(self.path)).get_outputs()]
 
 
 def prepare_mlp(repo: Path) -> Model:
@@ -90,38 +95,46 @@ def raw_best_batch(model: Model, seconds: float) -> tuple[int, float]:
     return best
 
 
-def json_body(model: Model) -> bytes:
-    feed = model.feed(1)
-    return v2_json_body(
-        {
-            name: ("FP32" if a.dtype == np.float32 else "INT64", list(a.shape), a.ravel().tolist())
-            for name, a in feed.items()
-        }
-    )
+Runner = Callable[[int, float], LoadResult]
 
 
-def measure(
-    label: str, url: str, script: Path, levels: list[int], seconds: float
-) -> dict[int, LoadResult]:
+def measure(label: str, run: Runner, levels: list[int], seconds: float) -> dict[int, LoadResult]:
     results = {}
-    run_wrk(url, script, max(levels), 2)  # warm-up
+    run(max(levels), 2.0)  # warm-up
     for level in levels:
-        results[level] = run_wrk(url, script, level, seconds)
-        r = results[level]
+        results[level] = r = run(level, seconds)
         print(f"  {label:28s} c={level:<3d} {r.requests_per_s:10.1f} req/s  p50 {r.p50_ms:7.2f} ms"
               f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}", flush=True)  # fmt: skip
     return results
 
 
-def start_aiaas(repo: Path, log: Path) -> tuple[Process, int]:
-    port = free_port()
+def wrk_runner(url: str, script: Path) -> Runner:
+    return lambda level, seconds: run_wrk(url, script, level, seconds)
+
+
+def check_grpc(port: int, model: Model) -> None:
+    """One real gRPC answer before h2load, which cannot see gRPC errors."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    inputs = []
+    for name, array in model.feed(1).items():
+        item = grpcclient.InferInput(name, list(array.shape), wire.V2_DATATYPES[array.dtype])
+        item.set_data_from_numpy(array)
+        inputs.append(item)
+    result = client.infer(model.name, inputs)
+    if result.as_numpy(model.outputs[0]) is None:
+        raise RuntimeError(f"gRPC answer for {model.name} has no {model.outputs[0]}")
+    client.close()
+
+
+def start_aiaas(repo: Path, log: Path) -> tuple[Process, int, int]:
+    port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "aiaas.cli", "serve", "--model-repository", str(repo),
-        "--http-port", str(port), "--log-level", "warning",
+        "--http-port", str(port), "--grpc-port", str(grpc_port), "--log-level", "warning",
     ]  # fmt: skip
-    if "--grpc-port" in (ROOT / "aiaas" / "cli.py").read_text():
-        command += ["--grpc-port", str(free_port())]
-    return Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log), port
+    return Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log), port, grpc_port
 
 
 def start_fastapi(model: Model, log: Path) -> tuple[Process, int]:
@@ -135,17 +148,36 @@ def bench_model(model: Model, repo: Path, levels: list[int], seconds: float) -> 
     print(f"\n== {model.name}", flush=True)
     batch, ceiling = raw_best_batch(model, min(seconds, 3.0))
     print(f"  raw ONNX Runtime best batch {batch}: {ceiling:.1f} items/s", flush=True)
-    script = write_script(WORK, f"{model.name}-json", json_body(model), "application/json")
+    feed = model.feed(1)
+    json_script = write_script(WORK, f"{model.name}-json", wire.json_body(feed), "application/json")
+    body, header_length = wire.binary_body(feed, model.outputs)
+    binary_script = write_script(
+        WORK, f"{model.name}-binary", body, "application/octet-stream",
+        {"Inference-Header-Content-Length": str(header_length)},
+    )  # fmt: skip
+    grpc_body = WORK / f"{model.name}.grpc"
+    grpc_body.write_bytes(wire.grpc_body(model.name, feed))
     path = f"/v2/models/{model.name}/infer"
     fastapi, port = start_fastapi(model, WORK / f"fastapi-{model.name}.log")
     try:
         url = f"http://127.0.0.1:{port}{path}"
-        base = measure("hand-written FastAPI", url, script, levels, seconds)
+        base = measure("hand-written FastAPI", wrk_runner(url, json_script), levels, seconds)
     finally:
         fastapi.stop()
-    server, port = start_aiaas(repo, WORK / f"aiaas-{model.name}.log")
+    server, port, grpc_port = start_aiaas(repo, WORK / f"aiaas-{model.name}.log")
+    url = f"http://127.0.0.1:{port}{path}"
+    grpc_url = f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
+    log = WORK / f"h2load-{model.name}.log"
+    runners: dict[str, Runner] = {
+        "aiaas REST JSON": wrk_runner(url, json_script),
+        "aiaas REST binary": wrk_runner(url, binary_script),
+        "aiaas gRPC": lambda c, secs: run_h2load(
+            grpc_url, grpc_body, c, secs, wire.GRPC_HEADERS, log
+        ),
+    }
     try:
-        ours = measure("aiaas REST JSON", f"http://127.0.0.1:{port}{path}", script, levels, seconds)
+        check_grpc(grpc_port, model)
+        ours = {label: measure(label, run, levels, seconds) for label, run in runners.items()}
     finally:
         server.stop()
     rows = [
@@ -153,16 +185,18 @@ def bench_model(model: Model, repo: Path, levels: list[int], seconds: float) -> 
         " | - | - | 1.00 of ceiling |"
     ]
     for level in levels:
-        b, o = base[level], ours[level]
+        b = base[level]
         rows.append(
             f"| {model.name} | FastAPI + pydantic (baseline) | {level} | {b.requests_per_s:.0f}"
             f" | {b.p50_ms:.2f} | {b.p99_ms:.2f} | 1.00 |"
         )
-        rows.append(
-            f"| {model.name} | aiaas REST JSON | {level} | {o.requests_per_s:.0f} | {o.p50_ms:.2f}"
-            f" | {o.p99_ms:.2f} | {o.requests_per_s / b.requests_per_s:.2f}x baseline,"
-            f" {o.requests_per_s / ceiling:.2f} of ceiling |"
-        )
+        for label, results in ours.items():
+            o = results[level]
+            rows.append(
+                f"| {model.name} | {label} | {level} | {o.requests_per_s:.0f} | {o.p50_ms:.2f}"
+                f" | {o.p99_ms:.2f} | {o.requests_per_s / b.requests_per_s:.2f}x baseline,"
+                f" {o.requests_per_s / ceiling:.2f} of ceiling |"
+            )
     return rows
 
 
@@ -184,7 +218,9 @@ def main(argv: list[str]) -> None:
         rows += bench_model(model, repo, levels, args.seconds)
     header = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores, "
-        f"{args.seconds:.0f} s per point, wrk closed loop (one connection per client).",
+        f"{args.seconds:.0f} s per point, closed loop, one connection per client: wrk for REST, "
+        "h2load (nghttp2) for gRPC; both in C, so the load generator does not compete with "
+        "the server for Python time.",
         "",
         "| model | server | concurrency | req/s | p50 ms | p99 ms | ratio |",
         "|---|---|---|---|---|---|---|",
