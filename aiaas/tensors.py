@@ -61,7 +61,7 @@ def datatype_of(array: np.ndarray) -> str:
         raise InvalidArgument(f"numpy dtype {array.dtype} has no protocol datatype") from None
 
 
-def check_shape(shape: Sequence[Any], where: str) -> tuple[int, ...]:
+def check_shape(shape: object, where: str) -> tuple[int, ...]:
     """Validate a client-supplied shape: a list of non-negative integers."""
     if not isinstance(shape, list | tuple):
         raise InvalidArgument(f"{where}: 'shape' must be a list of integers")

@@ -236,7 +236,7 @@ def _int_parameter(parameters: dict[str, Any], key: str) -> int:
     value = parameters.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidArgument(f"parameter '{key}' must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def validate_inputs(loaded: ModelVersion, request: InferRequest) -> dict[str, np.ndarray]:

@@ -47,9 +47,10 @@ class SystemSharedMemory:
         self._regions: dict[str, _Region] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
-        _check_int(offset, "offset", minimum=0)
-        _check_int(byte_size, "byte_size", minimum=1)
+    def register(self, name: str, key: object, offset: object, byte_size: object) -> None:
+        """Map a client's region; the values come straight from the request, checked here."""
+        offset = _checked_int(offset, "offset", minimum=0)
+        byte_size = _checked_int(byte_size, "byte_size", minimum=1)
         path = _key_path(key)
         with self._lock:
             if name in self._regions:
@@ -71,7 +72,7 @@ class SystemSharedMemory:
             finally:
                 os.close(fd)
             inode = (info.st_dev, info.st_ino)
-            self._regions[name] = _Region(name, key, offset, byte_size, inode, mapping)
+            self._regions[name] = _Region(name, str(key), offset, byte_size, inode, mapping)
 
     def unregister(self, name: str | None = None) -> None:
         """One region, or all of them when ``name`` is None (as Triton's unregister-all)."""
@@ -121,10 +122,8 @@ class SystemSharedMemory:
         region = self._regions.get(name)
         if region is None:
             raise InvalidArgument(f"{where}: shared memory region '{name}' is not registered")
-        offset = parameters.get(OFFSET, 0)
-        size = parameters.get(BYTE_SIZE)
-        _check_int(offset, f"{where}: {OFFSET}", minimum=0)
-        _check_int(size, f"{where}: {BYTE_SIZE}", minimum=0)
+        offset = _checked_int(parameters.get(OFFSET, 0), f"{where}: {OFFSET}", minimum=0)
+        size = _checked_int(parameters.get(BYTE_SIZE), f"{where}: {BYTE_SIZE}", minimum=0)
         if offset + size > region.byte_size:
             raise InvalidArgument(
                 f"{where}: offset {offset} + byte size {size} is outside shared memory region "
@@ -156,6 +155,7 @@ def _check_still_there(region: _Region, where: str) -> None:
         )
 
 
-def _check_int(value: object, what: str, *, minimum: int) -> None:
+def _checked_int(value: object, what: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidArgument(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
