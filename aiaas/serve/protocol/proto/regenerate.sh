@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 PY=${PYTHON:-.venv/bin/python}
-"$PY" -m grpc_tools.protoc -I . \
-  --python_out=. --pyi_out=. --grpc_python_out=. \
-  aiaas/serve/protocol/proto/*.proto
+PROTO=aiaas/serve/protocol/proto
+"$PY" -m grpc_tools.protoc -I . --python_out=. --pyi_out=. "$PROTO"/model_config.proto
+# Only the service file has RPCs; its stubs need grpcio >= the grpcio-tools that made them.
+"$PY" -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+  "$PROTO"/grpc_service.proto

@@ -1,0 +1,336 @@
+"""``inference.GRPCInferenceService`` over gRPC (grpcio's asyncio API).
+
+Translates messages to data-plane calls and results back, nothing more: the same
+DataPlane the REST front end calls, so validation, batching, statistics and error
+messages are identical on both wires. Knows nothing about models or ONNX and never
+imports the REST front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+
+from aiaas.errors import AiaasError, InvalidArgument, NotFound
+from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol import grpc_codec as codec
+from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
+from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Item = TypeVar("Item")
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Method = Callable[[Any, Request, Context], Awaitable[Response]]
+
+INTERNAL_MESSAGE = "internal server error"
+
+
+def status_of(error: BaseException, rpc: str) -> tuple[grpc.StatusCode, str]:
+    """One table from errors to gRPC status: each error kind names its own code.
+
+    Anything that is not ours is our bug: the client gets INTERNAL and a generic
+    message, the traceback goes to the server log only.
+    """
+    if isinstance(error, AiaasError):
+        code = getattr(grpc.StatusCode, error.grpc_code, grpc.StatusCode.INTERNAL)
+        return code, error.message
+    log.error("unexpected error serving gRPC %s", rpc, exc_info=error)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+def _guarded(method: Method[Request, Response]) -> Method[Request, Response]:
+    """The one place a unary RPC's exception becomes a gRPC status."""
+
+    @functools.wraps(method)
+    async def guarded(self: Any, request: Request, context: Context) -> Response:
+        try:
+            return await method(self, request, context)
+        except Exception as error:
+            code, message = status_of(error, method.__name__)
+        await context.abort(code, message)
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    return guarded
+
+
+def _unimplemented(rpc: str) -> Method[Any, Any]:
+    """An RPC Triton has and aiaas does not: a plain UNIMPLEMENTED, no traceback logged."""
+
+    async def unimplemented(self: Any, request: Any, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"aiaas does not implement {rpc}")
+
+    return unimplemented
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The RPCs aiaas serves; CUDA shared memory, trace and log settings are UNIMPLEMENTED."""
+
+    CudaSharedMemoryStatus = _unimplemented("CudaSharedMemoryStatus")
+    CudaSharedMemoryRegister = _unimplemented("CudaSharedMemoryRegister")
+    CudaSharedMemoryUnregister = _unimplemented("CudaSharedMemoryUnregister")
+    TraceSetting = _unimplemented("TraceSetting")
+    LogSettings = _unimplemented("LogSettings")
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        #: Set when the server begins to stop: open streams take no more requests.
+        self.stopping = asyncio.Event()
+
+    # ---- health and metadata -------------------------------------------------------
+
+    @_guarded
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    @_guarded
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    @_guarded
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
+        # As Triton: an unknown model or version is "not ready", not an error.
+        try:
+            ready = self.dataplane.model_ready(
+                request.name, codec.optional_version(request.version)
+            )
+        except NotFound:
+            ready = False
+        return pb.ModelReadyResponse(ready=ready)
+
+    @_guarded
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        return codec.server_metadata(self.dataplane.server_metadata())
+
+    @_guarded
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        version = codec.optional_version(request.version)
+        return codec.model_metadata(self.dataplane.model_metadata(request.name, version))
+
+    @_guarded
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
+        version = codec.optional_version(request.version)
+        return codec.model_config(self.dataplane.model_config(request.name, version))
+
+    @_guarded
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
+        name = request.name or None
+        version = codec.optional_version(request.version) if name else None
+        return codec.model_statistics(self.dataplane.model_statistics(name, version))
+
+    # ---- model repository ----------------------------------------------------------
+
+    @_guarded
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
+        return codec.repository_index(self.dataplane.repository.index(request.ready))
+
+    @_guarded
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        parameters = codec.decode_parameters(request.parameters)
+        await self.dataplane.load(request.model_name, parameters)
+        return pb.RepositoryModelLoadResponse()
+
+    @_guarded
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self.dataplane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    # ---- system shared memory ------------------------------------------------------
+
+    @_guarded
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Context
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        regions = self.dataplane.shared_memory.status(request.name or None)
+        return codec.shared_memory_status(regions)
+
+    @_guarded
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        if not request.name:
+            raise InvalidArgument("a shared memory region needs a non-empty 'name'")
+        self.dataplane.shared_memory.register(
+            request.name, request.key, request.offset, request.byte_size
+        )
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @_guarded
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        # As Triton: an empty name unregisters every region.
+        self.dataplane.shared_memory.unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    # ---- inference -----------------------------------------------------------------
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        infer_request = codec.decode_infer_request(request)
+        version = codec.optional_version(request.model_version)
+        response = await self.dataplane.infer(request.model_name, version, infer_request)
+        return codec.encode_infer_response(response)
+
+    @_guarded
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Requests of a stream run concurrently (so they can share a batch) and are
+        answered as they finish; a failed one is reported in ``error_message``, as
+        Triton does, and the stream goes on."""
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_stream(request_iterator, answers))
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read_stream(
+        self,
+        request_iterator: AsyncIterator[pb.ModelInferRequest],
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None],
+    ) -> None:
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            async for request in _until(request_iterator, self.stopping):
+                task = asyncio.create_task(self._stream_one(request, answers))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
+            answers.put_nowait(None)
+
+    async def _stream_one(
+        self,
+        request: pb.ModelInferRequest,
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None],
+    ) -> None:
+        try:
+            answer = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+        except Exception as error:
+            _, message = status_of(error, "ModelStreamInfer")
+            answer = pb.ModelStreamInferResponse(
+                error_message=message,
+                infer_response=pb.ModelInferResponse(
+                    model_name=request.model_name,
+                    model_version=request.model_version,
+                    id=request.id,
+                ),
+            )
+        answers.put_nowait(answer)
+
+
+async def _until(requests: AsyncIterator[Item], stopping: asyncio.Event) -> AsyncIterator[Item]:
+    """A stream's requests until the client ends it or the server begins to stop, so that
+    an idle open stream cannot hold a graceful shutdown for its whole grace period."""
+    stopped = asyncio.ensure_future(stopping.wait())
+    following: asyncio.Future[Item] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(requests))
+            await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                return
+            try:
+                request = following.result()
+            except StopAsyncIteration:
+                return
+            yield request
+    finally:
+        # Also when the RPC ends under us: a read left pending must not outlive it.
+        stopped.cancel()
+        if following is not None:
+            following.cancel()
+
+
+class GrpcFrontEnd:
+    """The gRPC server: built on the running event loop, stopped gracefully once."""
+
+    def __init__(
+        self, dataplane: DataPlane, *, host: str, port: int, max_request_bytes: int
+    ) -> None:
+        self.dataplane = dataplane
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.max_request_bytes = max_request_bytes
+        self._server: grpc.aio.Server | None = None
+        self._servicer = InferenceServicer(dataplane)
+        self._stopping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind and start serving; refused when a stop was asked for first."""
+        if self._stopping is not None:
+            return
+        server = grpc.aio.server(
+            options=[
+                # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
+                ("grpc.max_receive_message_length", self.max_request_bytes),
+                ("grpc.max_send_message_length", -1),
+                # gRPC shares a port between processes by default; a second server on a
+                # taken port must fail, as the HTTP one does, not split the traffic.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        servicer = self._servicer
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        try:
+            server.add_insecure_port(self.address)
+        except RuntimeError as error:
+            raise RuntimeError(f"gRPC cannot listen on {self.address}: {error}") from None
+        await server.start()
+        self._server = server
+        log.info("gRPC inference service listening on %s", self.address)
+
+    def begin_stop(self, grace_s: float) -> None:
+        """Stop taking RPCs now; those in flight get up to ``grace_s`` to finish."""
+        if self._stopping is None:
+            self._servicer.stopping.set()
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(grace_s))
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop (if not already stopping) and wait until every RPC has finished."""
+        self.begin_stop(grace_s)
+        assert self._stopping is not None
+        await self._stopping
+
+    async def _stop(self, grace_s: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace_s)
