@@ -25,14 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 class ServerProcess:
     """`aiaas serve` in a subprocess, with its log kept for assertions."""
 
-    def __init__(self, repo: Path, *args: str, log_path: Path, wait_ready: bool = True) -> None:
+    def __init__(
+        self, repo: Path | None, *args: str, log_path: Path, wait_ready: bool = True
+    ) -> None:
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log_path = log_path
         command = [
             sys.executable, "-m", "aiaas.cli", "serve",
-            "--model-repository", str(repo),
+            *(["--model-repository", str(repo)] if repo is not None else []),
             "--http-port", str(self.http_port),
             *self._grpc_args(args),
             *args,
@@ -87,10 +89,10 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
-    """Factory: start_server(repo, *flags) -> ServerProcess, stopped at teardown."""
+    """Factory: start_server(repo or None, *flags) -> ServerProcess, stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def start(repo: Path, *args: str, wait_ready: bool = True) -> ServerProcess:
+    def start(repo: Path | None, *args: str, wait_ready: bool = True) -> ServerProcess:
         server = ServerProcess(
             repo, *args, log_path=tmp_path / f"server-{len(started)}.log", wait_ready=wait_ready
         )

@@ -138,7 +138,7 @@ class _RegistryApi:
                 "registry writes are disabled: configure an admin token "
                 "(or listen on loopback only)"
             )
-        if not _is_loopback(request.client.host if request.client else None):
+        if not is_loopback(request.client.host if request.client else None):
             raise PermissionDenied("registry writes without an admin token are loopback-only")
 
 
@@ -164,7 +164,8 @@ async def _alias_body(request: Request) -> AliasBody:
         raise InvalidArgument(f'expected {{"version": N}}: {where}: {first["msg"]}') from None
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """An IP loopback address or `localhost`: where writes without a token may come from."""
     if host is None:
         return False
     try:

@@ -7,8 +7,11 @@ registry shows up as a new version folder; the folders of other versions are
 removed, leaving the server's default policy (latest 1) only one to serve. A
 version is downloaded next to the cache, verified, and renamed into place, so
 the server never sees a half-written folder. When the registry cannot be
-reached, the last folder that was resolved keeps being served. One cache folder
-serves one server process.
+reached, the last folder that was resolved keeps being served, and `problems`
+says why. One cache folder serves one server process.
+
+A server calls `refresh` off its event loop and passes `min_refresh_s=math.inf`,
+so that the `list_models` calls it makes on the loop answer from memory.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from aiaas.errors import AiaasError, InvalidArgument, NotFound
 from aiaas.registry.api import Registry
@@ -53,22 +57,47 @@ class RegistrySource:
                 raise InvalidArgument(f"model {uri.name!r} is named by two URIs; serve one")
             self._uris[uri.name] = uri
         self._current: dict[str, ModelVersion] = {}
+        #: Every version resolved so far, for the metadata of the one being loaded.
+        self._resolved: dict[tuple[str, int], ModelVersion] = {}
+        self._problems: dict[str, str] = {}
         self._verified: set[tuple[str, int, str]] = set()
         self._lock = threading.Lock()
         self._refreshed_at: float | None = None
         # Leftovers of downloads cut short by a crash; the cache belongs to one server process.
         shutil.rmtree(self.cache_dir / STAGING, ignore_errors=True)
 
+    @property
+    def names(self) -> list[str]:
+        """The model names the URIs serve under, resolved or not."""
+        return list(self._uris)
+
     def list_models(self) -> dict[str, Path]:
+        if not self._fresh():
+            with self._lock:
+                if not self._fresh():
+                    self._refresh_all()
+        current = dict(self._current)
+        return {name: self.cache_dir / name for name in self._uris if name in current}
+
+    def refresh(self) -> None:
+        """Resolve every URI again now (blocking: database queries and downloads)."""
         with self._lock:
-            fresh = self._refreshed_at is not None and (
-                time.monotonic() - self._refreshed_at < self.min_refresh_s
-            )
-            if not fresh:
-                for name, uri in self._uris.items():
-                    self._refresh(name, uri)
-                self._refreshed_at = time.monotonic()
-            return {name: self.cache_dir / name for name in self._uris if name in self._current}
+            self._refresh_all()
+
+    def problems(self) -> dict[str, str]:
+        """Why a model is not served at the version its URI names now, by model name."""
+        return dict(self._problems)
+
+    def parameters(self, name: str, version: int) -> dict[str, Any]:
+        """What a served folder version is in the registry, for its V2 model metadata."""
+        record = self._resolved.get((name, version))
+        if record is None:
+            return {}
+        return {
+            "model_uri": str(self._uris[name]),
+            "registry_version": record.version,
+            "sha256": record.sha256,
+        }
 
     def metadata(self, name: str) -> dict[str, int | str]:
         """Which registry version a served model is, for the server's model metadata."""
@@ -78,22 +107,35 @@ class RegistrySource:
             raise NotFound(f"model {name!r} is not served from the registry")
         return {"registry_version": version.version, "sha256": version.sha256}
 
+    def _fresh(self) -> bool:
+        refreshed_at = self._refreshed_at
+        return refreshed_at is not None and time.monotonic() - refreshed_at < self.min_refresh_s
+
+    def _refresh_all(self) -> None:
+        for name, uri in self._uris.items():
+            self._refresh(name, uri)
+        self._refreshed_at = time.monotonic()
+
     def _refresh(self, name: str, uri: ModelUri) -> None:
         try:
             version = self.registry.resolve(uri)
+            # Known before its folder appears, so a server loading it then finds its metadata.
+            self._resolved[(version.name, version.version)] = version
             self._materialize(version)
         except (AiaasError, OSError) as error:
             kept = self._current.get(name)
             still = f"; still serving {kept.uri}" if kept else ""
             log.warning("cannot resolve %s: %s%s", uri, error, still)
+            self._problems[name] = f"cannot serve {uri}: {error}{still}"
             return
         self._current[name] = version
+        self._problems.pop(name, None)
         self._remove_other_versions(name, version.version)
 
     def _materialize(self, version: ModelVersion) -> None:
         folder = self.cache_dir / version.name / str(version.version)
         key = (version.name, version.version, version.sha256)
-        if key in self._verified:
+        if key in self._verified and folder.is_dir():  # gone once another version was served
             return
         if folder.is_dir() and not _matches(folder, version):
             log.warning("cached %s does not match the registry; downloading it again", folder)

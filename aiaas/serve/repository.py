@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -125,19 +125,23 @@ class ModelRepository:
 
     def index(self, ready_only: bool = False) -> list[dict[str, str]]:
         """Triton's repository index: one row per loaded version, one per other model."""
-        known = set(self._entries) | {n for s in self.sources for n in s.list_models()}
+        problems = {n: text for s in self.sources for n, text in s.problems().items()}
+        known = set(self._entries) | set(problems)
+        known |= {n for s in self.sources for n in s.list_models()}
         rows: list[dict[str, str]] = []
         for name in sorted(known):
             entry = self._entries.get(name)
+            # A reload that failed leaves these serving; its reason stays visible here.
+            own = entry.reason if entry else ""
+            reason = "; ".join(filter(None, [own, problems.get(name)]))
             if entry is not None and entry.versions:
-                # A reload that failed leaves these serving; its reason stays visible here.
                 rows.extend(
-                    {"name": name, "version": str(v), "state": State.READY, "reason": entry.reason}
+                    {"name": name, "version": str(v), "state": State.READY, "reason": reason}
                     for v in sorted(entry.versions)
                 )
             elif not ready_only:
                 state = entry.state if entry else State.UNAVAILABLE
-                reason = entry.reason if entry else "not loaded"
+                reason = reason if entry or reason else "not loaded"
                 rows.append({"name": name, "state": state, "reason": reason})
         return rows
 
@@ -193,11 +197,15 @@ class ModelRepository:
             for version in old:
                 self._retire(version)
 
-    async def poll_once(self) -> None:
-        """Poll mode: load new models, reload changed ones, unload removed ones."""
+    async def poll_once(self, only: Collection[str] | None = None) -> None:
+        """Load new models, reload changed ones, unload removed ones: all in poll mode, or
+        `only` those (the server follows registry aliases so in every mode)."""
         folders = self._folders()
+        if only is not None:
+            folders = {name: path for name, path in folders.items() if name in only}
         for name in list(self._entries):
-            if name not in folders and self._entries[name].versions:
+            followed = only is None or name in only
+            if followed and name not in folders and self._entries[name].versions:
                 log.info("model %s removed from the repository; unloading", name)
                 await self.unload(name)
         for name, path in folders.items():
@@ -210,6 +218,7 @@ class ModelRepository:
                 log.info("model %s (re)loaded by polling", name)
             except AiaasError as error:
                 log.error("%s", error)
+                self._entries[name].failed_fingerprint = current
 
     async def close(self) -> None:
         for entry in self._entries.values():
@@ -274,8 +283,14 @@ class ModelRepository:
             stats=stats,
             labels=item.labels,
             fingerprint=item.fingerprint,
-            parameters=parameters,
+            parameters={**self._source_parameters(name, item.version), **parameters},
         )
+
+    def _source_parameters(self, name: str, version: int) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for source in self.sources:
+            merged.update(source.parameters(name, version))
+        return merged
 
     def _retire(self, version: ModelVersion) -> None:
         """Drain an old version in the background, then free its sessions."""

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -27,9 +27,13 @@ from starlette.routing import Route
 
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol.grpc import GrpcFrontEnd
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ControlMode, ModelRepository
 from aiaas.serve.sources import DirectorySource, ModelSource
+
+if TYPE_CHECKING:
+    from aiaas.serve.from_registry import RegistryServing
 
 log = logging.getLogger("aiaas.serve")
 
@@ -42,6 +46,8 @@ class ServerSettings(BaseSettings):
     model_repository: Path | None = None
     host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
+    #: tritonserver's default; 0 turns the gRPC front end off.
+    grpc_port: int = Field(8001, ge=0, le=65535)
     strict_readiness: bool = False
     log_level: str = "info"
     max_request_bytes: int = Field(64 * 1024 * 1024, gt=0)
@@ -50,6 +56,13 @@ class ServerSettings(BaseSettings):
     load_model: list[str] = Field(default_factory=list)
     shutdown_timeout_s: float = Field(30.0, ge=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    #: Serving from the registry (aiaas.serve.from_registry): `models:/NAME@ALIAS` URIs.
+    registry_uri: str | None = None
+    artifact_root: str | None = None
+    registry_models: list[str] = Field(default_factory=list)
+    registry_cache_dir: Path | None = None
+    registry_poll_secs: float = Field(2.0, gt=0)
+    admin_token: str | None = None
 
 
 class Server:
@@ -60,15 +73,54 @@ class Server:
         all_sources = list(sources or [])
         if settings.model_repository is not None:
             all_sources.insert(0, DirectorySource(settings.model_repository))
+        self.registry = self._open_registry(all_sources)
+        if self.registry is not None:
+            all_sources.append(self.registry.source)
         self.repository = ModelRepository(all_sources, settings.model_control_mode)
         self.dataplane = DataPlane(self.repository, strict_readiness=settings.strict_readiness)
         self.rest = RestFrontEnd(self.dataplane, max_request_bytes=settings.max_request_bytes)
+        self.grpc = (
+            GrpcFrontEnd(
+                self.dataplane,
+                host=settings.host,
+                port=settings.grpc_port,
+                max_request_bytes=settings.max_request_bytes,
+            )
+            if settings.grpc_port
+            else None
+        )
         self.metrics = metrics.build_registry(self.repository)
         self._poller: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+
+    def _open_registry(self, others: list[ModelSource]) -> RegistryServing | None:
+        """Only when one is configured: a server without a registry never loads SQLAlchemy."""
+        settings = self.settings
+        if settings.registry_uri is None and not settings.registry_models:
+            return None
+        # Alembic's INFO lines on opening the database are no news about serving.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from aiaas.serve.from_registry import RegistryServing, default_cache_dir
+
+        return RegistryServing.open(
+            settings.registry_uri,
+            settings.artifact_root,
+            settings.registry_models,
+            cache_dir=settings.registry_cache_dir or default_cache_dir(settings.http_port),
+            poll_secs=settings.registry_poll_secs,
+            admin_token=settings.admin_token,
+            host=settings.host,
+            other_sources=others,
+        )
 
     def http_app(self) -> Starlette:
+        registry_routes = self.registry.routes if self.registry is not None else []
         return Starlette(
-            routes=[*self.rest.routes(), Route("/metrics", self._metrics, methods=["GET"])],
+            routes=[
+                *self.rest.routes(),
+                *registry_routes,
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ],
             exception_handlers={HTTPException: _http_error},
             lifespan=self._lifespan,
         )
@@ -83,12 +135,24 @@ class Server:
             start_http_server(self.settings.metrics_port, self.settings.host, self.metrics)
         if self.settings.model_control_mode == ControlMode.POLL:
             self._poller = asyncio.create_task(self._poll())
+        if self.registry is not None:
+            # In every control mode: a moved alias is what the server is told to serve.
+            self._follower = asyncio.create_task(self.registry.follow(self.repository))
+        if self.grpc is not None:
+            # Before readiness, so that a server that says ready answers on both ports.
+            await self.grpc.start()
         self.dataplane.started = True
         yield
         self.dataplane.started = False
+        if self.grpc is not None:
+            await self.grpc.stop(self.settings.shutdown_timeout_s)
         if self._poller is not None:
             self._poller.cancel()
+        if self._follower is not None:
+            self._follower.cancel()
         await self.repository.close()
+        if self.registry is not None:
+            self.registry.close()
 
     async def _poll(self) -> None:
         while True:
@@ -112,12 +176,21 @@ class Server:
             proxy_headers=False,
             server_header=False,
         )
-        http = _HttpServer(config)
+        http = _HttpServer(config, on_signal=self._stop_grpc)
         await http.serve()
+
+    def _stop_grpc(self) -> None:
+        """On a signal gRPC stops taking RPCs at once and drains alongside HTTP."""
+        if self.grpc is not None:
+            self.grpc.begin_stop(self.settings.shutdown_timeout_s)
 
 
 class _HttpServer(uvicorn.Server):
     """uvicorn's server, but a signal means a clean exit 0 rather than being re-raised."""
+
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_signal = on_signal
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -133,6 +206,7 @@ class _HttpServer(uvicorn.Server):
     def _stop(self, sig: signal.Signals) -> None:
         log.info("received %s: finishing requests in flight, then exiting", sig.name)
         self.should_exit = True
+        self.on_signal()
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 CONFIG_FILENAME = "config.pbtxt"
 
@@ -19,6 +19,14 @@ class ModelSource(Protocol):
     """Anything that can list model folders by name."""
 
     def list_models(self) -> dict[str, Path]: ...
+
+    def problems(self) -> dict[str, str]:
+        """Why a model it names is not served as named (e.g. an artifact refused), by name."""
+        ...
+
+    def parameters(self, name: str, version: int) -> dict[str, Any]:
+        """Where a version folder came from, for the `parameters` of its model metadata."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,12 @@ class DirectorySource:
             for child in sorted(self.root.iterdir())
             if child.is_dir() and not child.name.startswith(".")
         }
+
+    def problems(self) -> dict[str, str]:
+        return {}
+
+    def parameters(self, name: str, version: int) -> dict[str, Any]:
+        return {}
 
 
 @dataclass(frozen=True)

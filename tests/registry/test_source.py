@@ -98,3 +98,44 @@ def test_a_corrupt_artifact_is_never_served(registry, onnx_file, tmp_path):
 def test_bad_uri_lists_are_refused(registry, tmp_path, uris):
     with pytest.raises(InvalidArgument):
         RegistrySource(registry, uris, tmp_path)
+
+
+def test_moving_the_alias_back_downloads_the_old_version_again(registry, onnx_file, tmp_path):
+    registry.register("mlp", onnx_file("v1"))
+    registry.register("mlp", onnx_file("v2"))
+    registry.set_alias("mlp", "production", 1)
+    source = RegistrySource(registry, ["models:/mlp@production"], tmp_path / "cache")
+    source.list_models()
+    registry.set_alias("mlp", "production", 2)
+    source.list_models()
+    registry.set_alias("mlp", "production", 1)
+    folder = source.list_models()["mlp"]
+    assert _tree(folder) == ["1/model.onnx"]
+    assert (folder / "1" / "model.onnx").read_bytes() == onnx_file("v1").read_bytes()
+
+
+def test_a_refused_version_is_a_problem_until_the_alias_moves_on(registry, onnx_file, tmp_path):
+    first = registry.register("mlp", onnx_file("v1"))
+    second = registry.register("mlp", onnx_file("v2"))
+    registry.set_alias("mlp", "production", 1)
+    source = RegistrySource(
+        registry, ["models:/mlp@production"], tmp_path / "cache", min_refresh_s=float("inf")
+    )
+    source.list_models()
+    assert source.problems() == {}
+    Path(registry.artifacts.blob_path(second.files[0].sha256)).write_bytes(b"x" * 10)
+    registry.set_alias("mlp", "production", 2)
+    assert _tree(source.list_models()["mlp"]) == ["1/model.onnx"]  # answered from memory
+    source.refresh()
+    (problem,) = source.problems().values()
+    assert "models:/mlp/2 is corrupt" in problem
+    assert problem.endswith("still serving models:/mlp/1")
+    assert _tree(source.list_models()["mlp"]) == ["1/model.onnx"]
+    assert source.parameters("mlp", 1) == {
+        "model_uri": "models:/mlp@production",
+        "registry_version": 1,
+        "sha256": first.sha256,
+    }
+    registry.set_alias("mlp", "production", 1)
+    source.refresh()
+    assert source.problems() == {}

@@ -56,6 +56,8 @@ def test_poll_mode_follows_new_removed_and_corrupted_versions(tmp_path, start_se
         wait_for(lambda: "failed to load 'm'" in client.post("/v2/repository/index").text)
         # the old session keeps serving
         assert infer(client, "m", x).json()["outputs"][0]["data"] == [1.0] * 4
+        time.sleep(1.0)  # five more polls: the broken state is not retried until it changes
+        assert server.logs().count("failed to load 'm'") == 1
 
         models.save(models.add_constant(5), repo, "new_model", 1)
         wait_for(lambda: versions(client, "new_model") == ["1"])
