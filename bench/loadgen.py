@@ -83,6 +83,7 @@ def run_h2load(
     callers check one real answer with a gRPC client before measuring."""
     if shutil.which("h2load") is None:
         raise SystemExit("h2load is not installed: apt-get install -y nghttp2-client")
+    log.unlink(missing_ok=True)  # h2load appends to its log
     command = ["h2load", "-c", str(concurrency), "-m", "1", "-D", str(max(1, round(seconds))),
                "-d", str(body), f"--log-file={log}", url]  # fmt: skip
     for key, value in headers.items():
@@ -120,11 +121,9 @@ class Process:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{command[:3]} exited: see {log}")
-            try:
-                if httpx.get(health_url, timeout=1).status_code in (200, 405):
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
+            if _answers(health_url):
+                return
+            time.sleep(0.2)
         raise RuntimeError(f"{command[:3]} did not come up: see {log}")
 
     def stop(self) -> None:
@@ -135,3 +134,18 @@ class Process:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+def _answers(url: str) -> bool:
+    """An HTTP health URL answers, or (tcp://HOST:PORT) the port accepts connections."""
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            return False
+        return True
+    try:
+        return httpx.get(url, timeout=1).status_code in (200, 405)
+    except httpx.HTTPError:
+        return False

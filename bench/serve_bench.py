@@ -168,6 +168,20 @@ def bench_model(model: Model, repo: Path, levels: list[int], seconds: float) -> 
     url = f"http://127.0.0.1:{port}{path}"
     grpc_url = f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
     log = WORK / f"h2load-{model.name}.log"
+    echo_port = free_port()
+    echo = Process(
+        [sys.executable, str(ROOT / "bench" / "baselines" / "grpc_echo.py"), str(echo_port)],
+        f"tcp://127.0.0.1:{echo_port}", WORK / "grpc-echo.log",
+    )  # fmt: skip
+    echo_url = f"http://127.0.0.1:{echo_port}/inference.GRPCInferenceService/ModelInfer"
+    try:
+        ceiling_grpc = measure(
+            "grpcio echo (no model)",
+            lambda c, secs: run_h2load(echo_url, grpc_body, c, secs, wire.GRPC_HEADERS, log),
+            levels, seconds,
+        )  # fmt: skip
+    finally:
+        echo.stop()
     runners: dict[str, Runner] = {
         "aiaas REST JSON": wrk_runner(url, json_script),
         "aiaas REST binary": wrk_runner(url, binary_script),
@@ -190,12 +204,23 @@ def bench_model(model: Model, repo: Path, levels: list[int], seconds: float) -> 
             f"| {model.name} | FastAPI + pydantic (baseline) | {level} | {b.requests_per_s:.0f}"
             f" | {b.p50_ms:.2f} | {b.p99_ms:.2f} | 1.00 |"
         )
+        e = ceiling_grpc[level]
+        rows.append(
+            f"| {model.name} | grpcio echo server, no model (gRPC ceiling) | {level}"
+            f" | {e.requests_per_s:.0f} | {e.p50_ms:.2f} | {e.p99_ms:.2f}"
+            f" | {e.requests_per_s / b.requests_per_s:.2f}x baseline |"
+        )
         for label, results in ours.items():
             o = results[level]
+            versus_echo = (
+                f", {o.requests_per_s / e.requests_per_s:.2f} of grpcio echo"
+                if "gRPC" in label
+                else ""
+            )
             rows.append(
                 f"| {model.name} | {label} | {level} | {o.requests_per_s:.0f} | {o.p50_ms:.2f}"
                 f" | {o.p99_ms:.2f} | {o.requests_per_s / b.requests_per_s:.2f}x baseline,"
-                f" {o.requests_per_s / ceiling:.2f} of ceiling |"
+                f" {o.requests_per_s / ceiling:.2f} of ceiling{versus_echo} |"
             )
     return rows
 
