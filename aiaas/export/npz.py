@@ -1,6 +1,6 @@
 """Data files in NumPy's .npz format, the one format every command takes.
 
-Conventions (documented in docs/readme/export-compress.md):
+Conventions (documented in the README, under ".npz conventions"):
 - inputs are stored under the model's input names; a one-input model may use `x`;
 - labels (classification targets) are stored under `y`;
 - every array shares the first (sample) axis.
