@@ -10,7 +10,6 @@ that fails leaves whatever was serving in place and records why.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
-from aiaas.serve import config as model_config
+from aiaas.serve import loading
 from aiaas.serve.batching import Batcher
 from aiaas.serve.config import ServingConfig
+from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
 from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
@@ -69,18 +69,6 @@ class ModelEntry:
     fingerprint: str | None = None
     #: The folder state whose load last failed, so polling does not retry it every time.
     failed_fingerprint: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A version built off the event loop, before its batcher exists; no runtime = unchanged."""
-
-    version: int
-    fingerprint: str
-    config: pb.ModelConfig | None = None
-    serving: ServingConfig | None = None
-    runtime: OnnxModel | None = None
-    labels: dict[str, list[str]] = field(default_factory=dict)
 
 
 class ModelRepository:
@@ -173,7 +161,9 @@ class ModelRepository:
             entry.state = State.LOADING
             try:
                 folder = self._folder(name, folder_override)
-                prepared = await asyncio.to_thread(_prepare_model, folder, config_override, entry)
+                prepared = await asyncio.to_thread(
+                    loading.prepare_model, folder, config_override, _fingerprints(entry)
+                )
             except AiaasError as error:
                 entry.state = previous_state if entry.versions else State.UNAVAILABLE
                 entry.reason = f"failed to load '{name}': {error}"
@@ -210,7 +200,7 @@ class ModelRepository:
                 await self.unload(name)
         for name, path in folders.items():
             entry = self._entries.get(name)
-            current = _folder_fingerprint(name, path)
+            current = loading.folder_fingerprint(name, path)
             if entry is not None and current in (entry.fingerprint, entry.failed_fingerprint):
                 continue
             try:
@@ -244,7 +234,7 @@ class ModelRepository:
         return read_model_folder(name, path)
 
     def _swap(
-        self, entry: ModelEntry, prepared: list[_Prepared], parameters: dict[str, Any]
+        self, entry: ModelEntry, prepared: list[Prepared], parameters: dict[str, Any]
     ) -> None:
         old = entry.versions
         new: dict[int, ModelVersion] = {}
@@ -257,12 +247,12 @@ class ModelRepository:
         entry.versions = new
         entry.state = State.READY
         entry.reason = ""
-        entry.fingerprint = _model_fingerprint(prepared)
+        entry.fingerprint = loading.model_fingerprint(prepared)
         for number, version in old.items():
             if new.get(number) is not version:
                 self._retire(version)
 
-    def _activate(self, name: str, item: _Prepared, parameters: dict[str, Any]) -> ModelVersion:
+    def _activate(self, name: str, item: Prepared, parameters: dict[str, Any]) -> ModelVersion:
         if item.runtime is None or item.serving is None or item.config is None:
             raise InternalError(f"model '{name}' version {item.version} was not built")
         stats = self._stats.setdefault((name, item.version), ModelStats(name, str(item.version)))
@@ -307,120 +297,13 @@ class ModelRepository:
         return self._stats.get((name, version))
 
 
+def _fingerprints(entry: ModelEntry) -> dict[int, str]:
+    return {number: version.fingerprint for number, version in entry.versions.items()}
+
+
 def parse_version(version: str) -> int:
     if not version.isdigit() or int(version) <= 0:
         raise InvalidArgument(
             f"failed to get model version from specified version string '{version}'"
         )
     return int(version)
-
-
-def _chosen_versions(config: pb.ModelConfig, folder: ModelFolder) -> list[int]:
-    available = sorted(folder.versions)
-    policy = config.version_policy
-    choice = policy.WhichOneof("policy_choice")
-    if choice == "all":
-        chosen = available
-    elif choice == "specific":
-        missing = [v for v in policy.specific.versions if v not in folder.versions]
-        if missing:
-            raise InvalidArgument(
-                f"version_policy.specific: version {missing[0]} has no folder "
-                f"(found {available or 'none'})"
-            )
-        chosen = sorted(policy.specific.versions)
-    else:
-        count = policy.latest.num_versions if choice == "latest" else 1
-        if count <= 0:
-            raise InvalidArgument("version_policy.latest.num_versions must be > 0")
-        chosen = available[-count:]
-    if not chosen:
-        raise InvalidArgument(f"no version folders (positive integers) in {folder.path}")
-    return chosen
-
-
-def _base_config(folder: ModelFolder, override: pb.ModelConfig | None) -> pb.ModelConfig:
-    if override is not None:
-        return override
-    if folder.config_text is None:
-        return pb.ModelConfig()
-    return model_config.parse_pbtxt(folder.config_text)
-
-
-def _model_fingerprint(prepared: list[_Prepared]) -> str:
-    return "|".join(f"{item.version}:{item.fingerprint}" for item in prepared)
-
-
-def _folder_fingerprint(name: str, path: Path) -> str:
-    """What _model_fingerprint would say after loading the folder as it is now."""
-    try:
-        folder = read_model_folder(name, path)
-        versions = _chosen_versions(_base_config(folder, None), folder)
-    except (AiaasError, OSError):
-        # No versions to name: the config text (or its absence) identifies the state.
-        config = path / "config.pbtxt"
-        return "broken:" + (config.read_text() if config.is_file() else "")
-    return "|".join(f"{v}:{folder.fingerprint([v])}" for v in versions)
-
-
-def _prepare_model(
-    folder: ModelFolder, override: pb.ModelConfig | None, entry: ModelEntry
-) -> list[_Prepared]:
-    """Build every chosen version that changed (blocking: creates sessions); all or nothing."""
-    base = _base_config(folder, override)
-    versions = _chosen_versions(base, folder)
-    # Each override is its own state: loading a different override must rebuild.
-    marker = "" if override is None else "override:" + _config_digest(override)
-    prepared: list[_Prepared] = []
-    try:
-        for version in versions:
-            fingerprint = folder.fingerprint([version]) + marker
-            current = entry.versions.get(version)
-            if current is not None and current.fingerprint == fingerprint:
-                prepared.append(_Prepared(version, fingerprint))
-            else:
-                prepared.append(_prepare_version(folder, base, version, fingerprint))
-    except Exception:
-        for item in prepared:
-            if item.runtime is not None:
-                item.runtime.close()
-        raise
-    return prepared
-
-
-def _config_digest(config: pb.ModelConfig) -> str:
-    return hashlib.sha256(config.SerializeToString(deterministic=True)).hexdigest()[:16]
-
-
-def _prepare_version(
-    folder: ModelFolder, base: pb.ModelConfig, version: int, fingerprint: str
-) -> _Prepared:
-    options = model_config.runtime_options(base)
-    filename = base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME
-    model_path = folder.versions[version] / filename
-    if not model_path.is_file():
-        raise InvalidArgument(f"version {version}: no model file {filename}")
-    try:
-        runtime = OnnxModel(model_path, options)
-    except InvalidArgument as error:
-        raise InvalidArgument(f"version {version}: {error}") from None
-    try:
-        completed = model_config.complete(base, folder.name, runtime.inputs, runtime.outputs)
-        serving = model_config.serving_config(completed)
-        labels = _read_labels(folder, serving)
-    except Exception:
-        runtime.close()
-        raise
-    return _Prepared(version, fingerprint, completed, serving, runtime, labels)
-
-
-def _read_labels(folder: ModelFolder, serving: ServingConfig) -> dict[str, list[str]]:
-    labels: dict[str, list[str]] = {}
-    for output, filename in serving.label_filenames.items():
-        path = folder.path / filename
-        if not path.is_file() or Path(filename).name != filename:
-            raise InvalidArgument(
-                f"output '{output}'.label_filename: no file '{filename}' in the model folder"
-            )
-        labels[output] = path.read_text().splitlines()
-    return labels

@@ -1,0 +1,143 @@
+"""Building model versions from a folder, off the event loop: choosing versions by
+policy, completing the config, creating the runtime sessions, and the fingerprints
+that tell the repository whether a folder changed since it was loaded.
+
+Everything here is blocking and touches no shared state; the repository swaps
+what it returns into service on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiaas.errors import AiaasError, InvalidArgument
+from aiaas.serve import config as model_config
+from aiaas.serve.config import ServingConfig
+from aiaas.serve.protocol.proto import model_config_pb2 as pb
+from aiaas.serve.runtimes.onnx import OnnxModel
+from aiaas.serve.sources import ModelFolder, read_model_folder
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A version built off the event loop, before its batcher exists; no runtime = unchanged."""
+
+    version: int
+    fingerprint: str
+    config: pb.ModelConfig | None = None
+    serving: ServingConfig | None = None
+    runtime: OnnxModel | None = None
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+
+def chosen_versions(config: pb.ModelConfig, folder: ModelFolder) -> list[int]:
+    available = sorted(folder.versions)
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        chosen = available
+    elif choice == "specific":
+        missing = [v for v in policy.specific.versions if v not in folder.versions]
+        if missing:
+            raise InvalidArgument(
+                f"version_policy.specific: version {missing[0]} has no folder "
+                f"(found {available or 'none'})"
+            )
+        chosen = sorted(policy.specific.versions)
+    else:
+        count = policy.latest.num_versions if choice == "latest" else 1
+        if count <= 0:
+            raise InvalidArgument("version_policy.latest.num_versions must be > 0")
+        chosen = available[-count:]
+    if not chosen:
+        raise InvalidArgument(f"no version folders (positive integers) in {folder.path}")
+    return chosen
+
+
+def base_config(folder: ModelFolder, override: pb.ModelConfig | None) -> pb.ModelConfig:
+    if override is not None:
+        return override
+    if folder.config_text is None:
+        return pb.ModelConfig()
+    return model_config.parse_pbtxt(folder.config_text)
+
+
+def model_fingerprint(prepared: list[Prepared]) -> str:
+    return "|".join(f"{item.version}:{item.fingerprint}" for item in prepared)
+
+
+def folder_fingerprint(name: str, path: Path) -> str:
+    """What model_fingerprint would say after loading the folder as it is now."""
+    try:
+        folder = read_model_folder(name, path)
+        versions = chosen_versions(base_config(folder, None), folder)
+    except (AiaasError, OSError):
+        # No versions to name: the config text (or its absence) identifies the state.
+        config = path / "config.pbtxt"
+        return "broken:" + (config.read_text() if config.is_file() else "")
+    return "|".join(f"{v}:{folder.fingerprint([v])}" for v in versions)
+
+
+def prepare_model(
+    folder: ModelFolder, override: pb.ModelConfig | None, loaded: Mapping[int, str]
+) -> list[Prepared]:
+    """Build every chosen version that changed (blocking: creates sessions); all or nothing."""
+    base = base_config(folder, override)
+    versions = chosen_versions(base, folder)
+    # Each override is its own state: loading a different override must rebuild.
+    marker = "" if override is None else "override:" + _config_digest(override)
+    prepared: list[Prepared] = []
+    try:
+        for version in versions:
+            fingerprint = folder.fingerprint([version]) + marker
+            if loaded.get(version) == fingerprint:
+                prepared.append(Prepared(version, fingerprint))
+            else:
+                prepared.append(_prepare_version(folder, base, version, fingerprint))
+    except Exception:
+        for item in prepared:
+            if item.runtime is not None:
+                item.runtime.close()
+        raise
+    return prepared
+
+
+def _config_digest(config: pb.ModelConfig) -> str:
+    return hashlib.sha256(config.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def _prepare_version(
+    folder: ModelFolder, base: pb.ModelConfig, version: int, fingerprint: str
+) -> Prepared:
+    options = model_config.runtime_options(base)
+    filename = base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME
+    model_path = folder.versions[version] / filename
+    if not model_path.is_file():
+        raise InvalidArgument(f"version {version}: no model file {filename}")
+    try:
+        runtime = OnnxModel(model_path, options)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"version {version}: {error}") from None
+    try:
+        completed = model_config.complete(base, folder.name, runtime.inputs, runtime.outputs)
+        serving = model_config.serving_config(completed)
+        labels = _read_labels(folder, serving)
+    except Exception:
+        runtime.close()
+        raise
+    return Prepared(version, fingerprint, completed, serving, runtime, labels)
+
+
+def _read_labels(folder: ModelFolder, serving: ServingConfig) -> dict[str, list[str]]:
+    labels: dict[str, list[str]] = {}
+    for output, filename in serving.label_filenames.items():
+        path = folder.path / filename
+        if not path.is_file() or Path(filename).name != filename:
+            raise InvalidArgument(
+                f"output '{output}'.label_filename: no file '{filename}' in the model folder"
+            )
+        labels[output] = path.read_text().splitlines()
+    return labels
