@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := examples/model_repository/mlp/1/model.onnx
 HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
 
 .PHONY: setup run test bench lint format proto
 
@@ -22,9 +23,9 @@ $(EXAMPLES): examples/make_model_repository.py $(STAMP)
 	$(PY) examples/make_model_repository.py
 
 run: setup
-	@echo "aiaas serving examples/model_repository at http://127.0.0.1:$(HTTP_PORT)  (Ctrl-C stops it)"
+	@echo "aiaas serving examples/model_repository at http://127.0.0.1:$(HTTP_PORT) (REST) and 127.0.0.1:$(GRPC_PORT) (gRPC)  (Ctrl-C stops it)"
 	@echo "try: curl -s -X POST http://127.0.0.1:$(HTTP_PORT)/v2/models/add_sub/infer -d '{\"inputs\":[{\"name\":\"a\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},{\"name\":\"b\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'"
-	$(VENV)/bin/aiaas serve --model-repository examples/model_repository --http-port $(HTTP_PORT)
+	$(VENV)/bin/aiaas serve --model-repository examples/model_repository --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
 test: setup
 	$(PY) -m pytest -q
