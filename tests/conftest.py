@@ -122,3 +122,24 @@ def module_server(module_tmp: Path) -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def shm_regions() -> Iterator:
+    """make(byte_size) -> (name, key, handle): POSIX regions made as a Triton client
+    makes them (tritonclient.utils.shared_memory), destroyed afterwards."""
+    import uuid
+
+    import tritonclient.utils.shared_memory as shm
+
+    made = []
+
+    def make(byte_size: int) -> tuple[str, str, object]:
+        name = f"r{uuid.uuid4().hex[:8]}"
+        handle = shm.create_shared_memory_region(name, f"/aiaas_test_{name}", byte_size)
+        made.append(handle)
+        return name, f"/aiaas_test_{name}", handle
+
+    yield make
+    for handle in made:
+        shm.destroy_shared_memory_region(handle)

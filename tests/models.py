@@ -134,3 +134,16 @@ def add_constant(value: float, width: int = 4) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
         [numpy_helper.from_array(np.array(value, dtype=np.float32), "c")],
     )
+
+
+def sample(datatype: str) -> np.ndarray:
+    """A [1, 4] tensor of the datatype with its edge values: extremes, zero, empty bytes."""
+    if datatype == "BYTES":
+        return np.array([[b"alpha", b"", "gr\u00fc\u00df".encode(), b"nul \x00"]], dtype=np.object_)
+    if datatype == "BOOL":
+        return np.array([[True, False, False, True]])
+    dtype = np.dtype(DATATYPES[datatype][1])
+    if dtype.kind == "f":
+        return np.array([[0.5, -1.5, 2.25, 1000.0]], dtype=dtype)
+    info = np.iinfo(dtype)
+    return np.array([[info.min, 0, 1, info.max]], dtype=dtype)

@@ -4,12 +4,9 @@ registry's HTTP API behind the admin token."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -19,19 +16,11 @@ import onnx
 import pytest
 from ports import free_port
 from registry_support import ROOT
+from traffic import VersionedTraffic, assert_clean_swaps, infer, wait_for
 
 TOKEN = "s3cret-token"
 PRODUCTION = "models:/mlp@production"
 ALIAS_URL = "/v2/registry/models/mlp/aliases/production"
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -64,15 +53,6 @@ def serve(start_server, registry_uri, artifact_root, tmp_path):
         )
 
     return start
-
-
-def infer(client: httpx.Client, name: str, x: np.ndarray) -> httpx.Response:
-    body = {
-        "inputs": [
-            {"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-        ]
-    }
-    return client.post(f"/v2/models/{name}/infer", json=body)
 
 
 def answer(client: httpx.Client, name: str = "mlp") -> tuple[int, float]:
@@ -148,46 +128,15 @@ def test_alias_moves_under_load_fail_no_request(serve, register, cli):
         register("mlp", value)
     cli("alias", "set", "mlp", "production", 1)
     server = serve(PRODUCTION, flags=("--admin-token", TOKEN))
-    stop = threading.Event()
-    failures: list[str] = []
-    latest = [0] * 8
-
-    def client_loop(seed: int) -> list[int]:
-        rng = np.random.default_rng(seed)
-        seen = []
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            while not stop.is_set():
-                x = rng.normal(size=(1 + seed % 3, 4)).astype(np.float32)
-                response = infer(client, "mlp", x)
-                if response.status_code != 200:
-                    failures.append(response.text)
-                    continue
-                body = response.json()
-                version = int(body["model_version"])
-                y = np.array(body["outputs"][0]["data"], np.float32).reshape(x.shape)
-                # the answer is x + version: computed by the version it claims
-                np.testing.assert_allclose(y - x, version, atol=1e-5)
-                seen.append(version)
-                latest[seed] = version
-        return seen
-
-    def everyone_on(version: int) -> None:
-        time.sleep(1.0)  # traffic on this version for a while; the wait below decides
-        wait_for(lambda: latest == [version] * 8)
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(client_loop, seed) for seed in range(8)]
-        everyone_on(1)
+    with VersionedTraffic(server.url, "mlp") as traffic:
+        traffic.everyone_on(1)
         cli("alias", "set", "mlp", "production", 2)
-        everyone_on(2)
+        traffic.everyone_on(2)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert httpx.put(server.url + ALIAS_URL, json={"version": 3}, headers=auth).is_success
-        everyone_on(3)
-        stop.set()
-        seen = [future.result() for future in futures]
-    assert failures == []
-    for per_client in seen:
-        assert per_client == sorted(per_client), "a client went back to a retired version"
+        traffic.everyone_on(3)
+    assert_clean_swaps(traffic, {1, 2, 3})
+    for per_client in traffic.seen:
         assert set(per_client) == {1, 2, 3}
 
 

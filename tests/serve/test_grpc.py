@@ -48,18 +48,6 @@ def stub(server):
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
-def sample(datatype: str) -> np.ndarray:
-    if datatype == "BYTES":
-        return np.array([[b"alpha", b"", "gr\u00fc\u00df".encode(), b"nul \x00"]], dtype=np.object_)
-    if datatype == "BOOL":
-        return np.array([[True, False, False, True]])
-    dtype = np.dtype(models.DATATYPES[datatype][1])
-    if dtype.kind == "f":
-        return np.array([[0.5, -1.5, 2.25, 1000.0]], dtype=dtype)
-    info = np.iinfo(dtype)
-    return np.array([[info.min, 0, 1, info.max]], dtype=dtype)
-
-
 def raw_form(array: np.ndarray) -> bytes:
     """The raw wire form, spelled out independently of the server's codec."""
     if array.dtype == np.object_:
@@ -131,7 +119,7 @@ def test_model_config_decodes_in_tritons_own_message(client, server):
 
 def test_statistics_count_grpc_requests_as_rest_reports_them(client, server):
     before = client.get_inference_statistics("identity_int16").model_stats[0]
-    data = sample("INT16")
+    data = models.sample("INT16")
     for _ in range(3):
         infer_input = grpcclient.InferInput("x", [1, 4], "INT16")
         infer_input.set_data_from_numpy(data)
@@ -173,7 +161,7 @@ def test_rpcs_aiaas_does_not_serve_are_unimplemented(client, server, call):
 
 @pytest.mark.parametrize("datatype", list(models.DATATYPES))
 def test_every_datatype_round_trips_through_raw_contents(client, datatype):
-    data = sample(datatype)
+    data = models.sample(datatype)
     infer_input = grpcclient.InferInput("x", list(data.shape), datatype)
     infer_input.set_data_from_numpy(data)
     result = client.infer(f"identity_{datatype.lower()}", [infer_input])
@@ -205,7 +193,7 @@ def typed_contents(datatype: str, data: np.ndarray) -> service_pb2.InferTensorCo
 
 @pytest.mark.parametrize("datatype", TYPED)
 def test_typed_contents_are_answered_in_raw_output_contents(stub, datatype):
-    data = sample(datatype)
+    data = models.sample(datatype)
     request = service_pb2.ModelInferRequest(model_name=f"identity_{datatype.lower()}", id="t1")
     request.inputs.add(
         name="x", datatype=datatype, shape=[1, 4], contents=typed_contents(datatype, data)

@@ -4,7 +4,6 @@ mixed with ordinary raw tensors in one request, and misuse answered as client er
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import models
@@ -32,23 +31,6 @@ def client(server):
     client.close()
 
 
-@pytest.fixture
-def regions():
-    """POSIX regions made as a Triton client makes them; destroyed afterwards."""
-    made = []
-
-    def make(byte_size: int) -> tuple[str, str, object]:
-        name = f"g{uuid.uuid4().hex[:8]}"
-        key = f"/aiaas_grpc_test_{name}"
-        handle = shm.create_shared_memory_region(name, key, byte_size)
-        made.append(handle)
-        return name, key, handle
-
-    yield make
-    for handle in made:
-        shm.destroy_shared_memory_region(handle)
-
-
 def sample(datatype: str) -> np.ndarray:
     if datatype == "BYTES":
         return np.array([[b"alpha", b"", b"\x00nul", "gr\u00fc\u00df".encode()]], dtype=np.object_)
@@ -64,11 +46,11 @@ def raw_of(data: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize("datatype", ["FP32", "FP16", "BOOL", "BYTES"])
-def test_inputs_and_outputs_go_through_shared_memory(client, regions, datatype):
+def test_inputs_and_outputs_go_through_shared_memory(client, shm_regions, datatype):
     data = sample(datatype)
     raw = raw_of(data)
-    in_name, in_key, in_handle = regions(len(raw) + 16)
-    out_name, out_key, out_handle = regions(len(raw) + 16)
+    in_name, in_key, in_handle = shm_regions(len(raw) + 16)
+    out_name, out_key, out_handle = shm_regions(len(raw) + 16)
     shm.set_shared_memory_region(in_handle, [np.frombuffer(raw, np.uint8)], offset=16)
     client.register_system_shared_memory(in_name, in_key, len(raw) + 16)
     client.register_system_shared_memory(out_name, out_key, len(raw) + 16)
@@ -88,11 +70,11 @@ def test_inputs_and_outputs_go_through_shared_memory(client, regions, datatype):
     )
 
 
-def test_shared_and_raw_tensors_mix_in_one_request(client, regions):
+def test_shared_and_raw_tensors_mix_in_one_request(client, shm_regions):
     a = np.arange(4, dtype=np.int32)[None]
     b = np.full((1, 4), 10, dtype=np.int32)
-    a_name, a_key, a_handle = regions(16)
-    sum_name, sum_key, sum_handle = regions(16)
+    a_name, a_key, a_handle = shm_regions(16)
+    sum_name, sum_key, sum_handle = shm_regions(16)
     shm.set_shared_memory_region(a_handle, [a])
     client.register_system_shared_memory(a_name, a_key, 16)
     client.register_system_shared_memory(sum_name, sum_key, 16)
@@ -107,8 +89,8 @@ def test_shared_and_raw_tensors_mix_in_one_request(client, regions):
     np.testing.assert_array_equal(shm.get_contents_as_numpy(sum_handle, np.int32, [1, 4]), a + b)
 
 
-def test_status_lists_registered_regions_and_unregister_removes_them(client, regions):
-    name, key, _ = regions(64)
+def test_status_lists_registered_regions_and_unregister_removes_them(client, shm_regions):
+    name, key, _ = shm_regions(64)
     client.register_system_shared_memory(name, key, 32, offset=8)
     status = client.get_system_shared_memory_status(name).regions
     assert list(status) == [name]
@@ -122,8 +104,8 @@ def test_status_lists_registered_regions_and_unregister_removes_them(client, reg
     assert unknown.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_registration_misuse_is_refused_with_its_code(client, regions):
-    name, key, _ = regions(64)
+def test_registration_misuse_is_refused_with_its_code(client, shm_regions):
+    name, key, _ = shm_regions(64)
     with pytest.raises(InferenceServerException, match="unable to open") as missing:
         client.register_system_shared_memory("ghost", "/aiaas_no_such_key", 8)
     assert missing.value.status() == "StatusCode.INVALID_ARGUMENT"

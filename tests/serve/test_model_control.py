@@ -10,31 +10,14 @@ import time
 import httpx
 import models
 import numpy as np
+from traffic import VersionedTraffic, assert_clean_swaps, infer, wait_for
 
 POLL = ("--model-control-mode", "poll", "--repository-poll-secs", "0.2")
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def versions(client: httpx.Client, name: str) -> list[str]:
     response = client.get(f"/v2/models/{name}")
     return response.json()["versions"] if response.status_code == 200 else []
-
-
-def infer(client: httpx.Client, name: str, x: np.ndarray) -> httpx.Response:
-    body = {
-        "inputs": [
-            {"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-        ]
-    }
-    return client.post(f"/v2/models/{name}/infer", json=body)
 
 
 def test_poll_mode_follows_new_removed_and_corrupted_versions(tmp_path, start_server):
@@ -72,44 +55,13 @@ def test_version_swaps_under_load_fail_no_request(tmp_path, start_server):
         models.add_constant(1), repo, "m", 1, config="max_batch_size: 16\ndynamic_batching { }"
     )
     server = start_server(repo, *POLL)
-    stop = threading.Event()
-    failures: list[str] = []
-
-    def client_loop(seed: int) -> list[int]:
-        rng = np.random.default_rng(seed)
-        seen = []
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            while not stop.is_set():
-                x = rng.normal(size=(1 + seed % 3, 4)).astype(np.float32)
-                response = infer(client, "m", x)
-                if response.status_code != 200:
-                    failures.append(response.text)
-                    continue
-                body = response.json()
-                version = int(body["model_version"])
-                y = np.array(body["outputs"][0]["data"], np.float32).reshape(x.shape)
-                # the answer is x + version: computed by the version it claims
-                np.testing.assert_allclose(y - x, version, atol=1e-5)
-                seen.append(version)
-        return seen
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(client_loop, seed) for seed in range(8)]
-        with httpx.Client(base_url=server.url, timeout=30) as control:
-            time.sleep(1.0)
-            models.save(models.add_constant(2), repo, "m", 2)
-            wait_for(lambda: versions(control, "m") == ["2"])
-            time.sleep(1.0)
-            models.save(models.add_constant(3), repo, "m", 3)
-            wait_for(lambda: versions(control, "m") == ["3"])
-            time.sleep(1.0)
-        stop.set()
-        seen = [f.result() for f in futures]
-    assert failures == []
-    for per_client in seen:
-        assert per_client == sorted(per_client), "a client went back to a retired version"
-        assert per_client[-1] == 3
-    assert {v for per_client in seen for v in per_client} == {1, 2, 3}
+    with VersionedTraffic(server.url, "m") as traffic:
+        traffic.everyone_on(1)
+        models.save(models.add_constant(2), repo, "m", 2)
+        traffic.everyone_on(2)
+        models.save(models.add_constant(3), repo, "m", 3)
+        traffic.everyone_on(3)
+    assert_clean_swaps(traffic, {1, 2, 3})
 
 
 PRIORITY = """

@@ -1,10 +1,9 @@
 """System shared memory extension through tritonclient.http and its shared_memory
-utilities: inputs read from and outputs written into the client's regions, and every
+utilities: inputs read from and outputs written into the client's shm_regions, and every
 misuse answered as a client error while the server stays up."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import httpx
@@ -34,23 +33,6 @@ def client(server):
     client.close()
 
 
-@pytest.fixture
-def regions():
-    """Create POSIX regions as a Triton client would; destroyed afterwards."""
-    made = []
-
-    def make(byte_size: int) -> tuple[str, str, object]:
-        name = f"r{uuid.uuid4().hex[:8]}"
-        key = f"/aiaas_test_{name}"
-        handle = shm.create_shared_memory_region(name, key, byte_size)
-        made.append(handle)
-        return name, key, handle
-
-    yield make
-    for handle in made:
-        shm.destroy_shared_memory_region(handle)
-
-
 def sample(datatype: str) -> np.ndarray:
     if datatype == "BYTES":
         return np.array([[b"alpha", b"", b"\x00nul", "gr\u00fc\u00df".encode()]], dtype=np.object_)
@@ -61,11 +43,11 @@ def sample(datatype: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("datatype", ["FP32", "INT64", "UINT8", "FP16", "BOOL", "BYTES"])
-def test_inputs_and_outputs_go_through_shared_memory(client, regions, datatype):
+def test_inputs_and_outputs_go_through_shared_memory(client, shm_regions, datatype):
     data = sample(datatype)
     raw = serialize_byte_tensor(data).item() if datatype == "BYTES" else to_raw(data)
-    in_name, in_key, in_handle = regions(len(raw) + 16)
-    out_name, out_key, out_handle = regions(len(raw) + 16)
+    in_name, in_key, in_handle = shm_regions(len(raw) + 16)
+    out_name, out_key, out_handle = shm_regions(len(raw) + 16)
     # the input sits at offset 16 of its region, to exercise offsets
     shm.set_shared_memory_region(in_handle, [np.frombuffer(raw, np.uint8)], offset=16)
     client.register_system_shared_memory(in_name, in_key, len(raw) + 16)
@@ -87,8 +69,8 @@ def test_inputs_and_outputs_go_through_shared_memory(client, regions, datatype):
     np.testing.assert_array_equal(got, data)
 
 
-def test_status_lists_registered_regions_and_unregister_removes_them(client, regions):
-    name, key, _ = regions(64)
+def test_status_lists_registered_regions_and_unregister_removes_them(client, shm_regions):
+    name, key, _ = shm_regions(64)
     client.register_system_shared_memory(name, key, 32, offset=8)
     status = client.get_system_shared_memory_status(name)
     assert status == [{"name": name, "key": key, "offset": 8, "byte_size": 32}]
@@ -99,8 +81,8 @@ def test_status_lists_registered_regions_and_unregister_removes_them(client, reg
         client.get_system_shared_memory_status(name)
 
 
-def test_registration_misuse_is_refused(client, regions, server):
-    name, key, _ = regions(64)
+def test_registration_misuse_is_refused(client, shm_regions, server):
+    name, key, _ = shm_regions(64)
     with pytest.raises(InferenceServerException, match="unable to open"):
         client.register_system_shared_memory("ghost", "/aiaas_no_such_key", 8)
     with pytest.raises(InferenceServerException, match="past the end"):
@@ -124,8 +106,8 @@ def infer_from(client, region: str, byte_size: int, offset: int = 0):
     return client.infer("identity_fp32", [x])
 
 
-def test_input_misuse_is_a_client_error(client, regions, server):
-    name, key, handle = regions(16)
+def test_input_misuse_is_a_client_error(client, shm_regions, server):
+    name, key, handle = shm_regions(16)
     shm.set_shared_memory_region(handle, [np.arange(4, dtype=np.float32)])
     client.register_system_shared_memory(name, key, 16)
     cases = [

@@ -27,18 +27,6 @@ def client(server):
     client.close()
 
 
-def sample(datatype: str) -> np.ndarray:
-    if datatype == "BYTES":
-        return np.array([[b"alpha", b"", "gr\u00fc\u00df".encode(), b"\x00 nul"]], dtype=np.object_)
-    if datatype == "BOOL":
-        return np.array([[True, False, False, True]])
-    dtype = np.dtype(models.DATATYPES[datatype][1])
-    if dtype.kind == "f":
-        return np.array([[0.5, -1.5, 2.25, 1000.0]], dtype=dtype)
-    info = np.iinfo(dtype)
-    return np.array([[info.min, 0, 1, info.max]], dtype=dtype)
-
-
 def test_server_and_model_state(client):
     assert client.is_server_live()
     assert client.is_server_ready()
@@ -54,7 +42,7 @@ CASES = [(d, b) for d in models.DATATYPES for b in (True, False) if (d, b) != ("
 
 @pytest.mark.parametrize(("datatype", "binary"), CASES)
 def test_every_datatype_round_trips(client, datatype, binary):
-    data = sample(datatype)
+    data = models.sample(datatype)
     infer_input = httpclient.InferInput("x", list(data.shape), datatype)
     infer_input.set_data_from_numpy(data, binary_data=binary)
     output = httpclient.InferRequestedOutput("y", binary_data=binary)
