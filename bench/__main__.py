@@ -15,6 +15,7 @@ SUITES = {
     "train": "bench.train_bench",
     "registry": "bench.registry_bench",
     "federated": "bench.federated_bench",
+    "protocol": "bench.protocol_bench",
 }
 
 
