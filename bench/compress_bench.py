@@ -37,12 +37,18 @@ NOTES = [
     "- The digits MLP is so small (~10 us per call) that int8 is slower than fp32 on it: "
     "quantizing activations at run time costs more than the tiny matmuls save. Int8 still cuts "
     "the file to a third. The accuracy targets are what the digits model is for.",
-    "- MiniLM dynamic int8 keeps the fidelity target but misses 2x. Profiled at batch 16 on one "
-    "thread, the int8 matmuls are ~23% of the time left; Softmax over 12x128x128 attention "
-    "scores (~18%), GELU, LayerNorm and the mask Add (fp32 in both models) set the floor. "
-    "int8 of an attention-fused graph (onnxscript's ORT fusions) measured 1.37x, slower, "
-    "and static QDQ int8 is both slower and less faithful (QDQ around softmax/LayerNorm/GELU "
-    "is not fused into int8 kernels on this CPU build).",
+    "- MiniLM dynamic int8 keeps the fidelity target but misses 2x, and on this CPU it cannot "
+    "reach it: an AMD EPYC with AVX2 but no VNNI, where one int8 MatMul of MiniLM's shapes "
+    "runs only 1.75-1.95x faster than fp32 (measured alone, CPU time). MatMuls are ~78% of "
+    "fp32 MiniLM at batch 16 (ORT profiling), so int8 can give at most about "
+    "1/(0.78/1.9 + 0.22) = 1.6x. After int8, its matmuls are ~61% of the time left, "
+    "SkipLayerNorm ~9%, the fp32 attention matmuls ~11%, Transpose/Gelu/Add/Softmax the rest. "
+    "ORT's BERT recipe (optimize_model fusing 6 Attention nodes, then quantize_dynamic to "
+    "QAttention + MatMulInteger) reached 1.66x at cosine 0.992, the best of a dozen variants "
+    "(per-tensor or reduce_range lose fidelity; QUInt8 and MatMulNBits are slower here). "
+    "2x needs int8 matmuls >= 2.8x faster than fp32, i.e. VNNI hardware. Static QDQ int8 is "
+    "both slower and less faithful (QDQ around softmax/LayerNorm/GELU is not fused into int8 "
+    "kernels on this CPU build).",
     "- ORT's offline extended optimisation makes MiniLM ~10% slower than the plain export on this "
     "CPU (fp32 row vs fp32-ort): its SkipLayerNormalization and BiasGelu kernels are slower than "
     "opset-20 LayerNormalization and Gelu. Against the plain export, int8 is ~1.5x.",
