@@ -95,6 +95,10 @@ class Batcher:
     ) -> None:
         self._run = run
         self._max_batch_size = max_batch_size
+        # As Triton: with preferred sizes, a batch formed from a long queue stops at the
+        # largest of them (bigger batches can be slower per row; the model owner knows).
+        preferred = batching.preferred_batch_sizes
+        self._batch_limit = max(preferred) if preferred else max_batch_size
         self._batched = max_batch_size > 0
         self._config = batching
         self._stats = stats
@@ -220,10 +224,7 @@ class Batcher:
             self._take(batch)
 
     def _full(self, batch: _Batch) -> bool:
-        if batch.rows >= self._max_batch_size:
-            return True
-        preferred = self._config.preferred_batch_sizes
-        return bool(preferred) and batch.rows == preferred[-1]
+        return batch.rows >= self._batch_limit
 
     def _take(self, batch: _Batch) -> None:
         """Move queued requests that fit into the batch, highest priority first."""
@@ -237,7 +238,7 @@ class Batcher:
                 if batch.items and (
                     not self._batched
                     or pending.key != batch.items[0].key
-                    or batch.rows + pending.rows > self._max_batch_size
+                    or batch.rows + pending.rows > self._batch_limit
                 ):
                     kept.append(pending)
                     continue
