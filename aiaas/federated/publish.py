@@ -11,7 +11,6 @@ scheme and the final metrics; rounds.jsonl goes along as an artifact.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -24,7 +23,7 @@ from aiaas.federated import task
 from aiaas.federated.config import FederatedJob
 from aiaas.federated.rundir import FederatedRunDir
 from aiaas.train.data import fetch, load_dataset
-from aiaas.train.publish import REGISTRY_ENV
+from aiaas.train.publish import export_model, registry_uri
 
 
 def publish(
@@ -35,8 +34,6 @@ def publish(
     lineage: dict[str, Any],
 ) -> dict[str, Any]:
     """Export, and register when a registry is configured; returns what went where."""
-    from aiaas.export import export_to_repository
-
     job = fjob.job
     model = task.model_with(job, state)
     model.eval()
@@ -44,17 +41,10 @@ def publish(
     if not source:
         source, kwargs = job.data.dataset, job.data.kwargs
     example_input = fetch(load_dataset(source, kwargs, fjob.base), [0])[0]
-    repository = Path(job.export.repository) if job.export.repository else run.model_repository
-    name = job.export.name or job.name
-    report = export_to_repository(model, {job.export.input_name: example_input}, repository, name)
-    outcome: dict[str, Any] = {
-        "onnx": str(report.path),
-        "model_repository": str(repository),
-        "parity_max_abs_error": report.max_abs_error,
-    }
-    uri = job.export.registry_uri or os.environ.get(REGISTRY_ENV, "")
+    onnx_path, name, outcome = export_model(job, model, example_input, run.model_repository)
+    uri = registry_uri(job)
     if uri:
-        outcome["registered"] = register(fjob, run, report.path, name, uri, metrics, lineage)
+        outcome["registered"] = register(fjob, run, onnx_path, name, uri, metrics, lineage)
     return outcome
 
 

@@ -27,14 +27,28 @@ REGISTRY_ENV = "AIAAS_REGISTRY_URI"
 
 def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dict[str, Any]:
     """Export (and register, if a registry is configured); returns what went where."""
-    from aiaas.export import export_to_repository
-
     model = build_model(job.model)
     model.load_state_dict(result.state_dict)
     model.eval()
     dataset = load_dataset(job.data.dataset, job.data.kwargs, base)
     example_input = fetch(dataset, [0])[0]  # one real sample, with its batch axis
-    repository = Path(job.export.repository) if job.export.repository else run.model_repository
+    onnx_path, name, outcome = export_model(job, model, example_input, run.model_repository)
+    uri = registry_uri(job)
+    if uri:
+        outcome["registered"] = register(job, run, result, onnx_path, name, uri)
+    return outcome
+
+
+def export_model(
+    job: JobConfig, model: torch.nn.Module, example_input: torch.Tensor, repository: Path
+) -> tuple[Path, str, dict[str, Any]]:
+    """The export both `aiaas train` and `aiaas federated` end with: into the SPEC's
+    repository (or ``repository``) under the SPEC's name, parity checked; returns the
+    ONNX path, the model name and what to report."""
+    from aiaas.export import export_to_repository
+
+    if job.export.repository:
+        repository = Path(job.export.repository)
     name = job.export.name or job.name
     report = export_to_repository(model, {job.export.input_name: example_input}, repository, name)
     outcome: dict[str, Any] = {
@@ -42,10 +56,12 @@ def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dic
         "model_repository": str(repository),
         "parity_max_abs_error": report.max_abs_error,
     }
-    uri = job.export.registry_uri or os.environ.get(REGISTRY_ENV, "")
-    if uri:
-        outcome["registered"] = register(job, run, result, report.path, name, uri)
-    return outcome
+    return report.path, name, outcome
+
+
+def registry_uri(job: JobConfig) -> str:
+    """The SPEC's registry, else AIAAS_REGISTRY_URI; empty means do not register."""
+    return job.export.registry_uri or os.environ.get(REGISTRY_ENV, "")
 
 
 def register(
