@@ -151,6 +151,7 @@ class Server:
         if self._follower is not None:
             self._follower.cancel()
         await self.repository.close()
+        self.dataplane.shared_memory.close()  # unmap the clients' regions
         if self.registry is not None:
             self.registry.close()
 
