@@ -54,11 +54,13 @@ def split(outputs: Mapping[str, np.ndarray], rows: Sequence[int]) -> list[Tensor
             raise InternalError(
                 f"output '{name}' has shape {list(array.shape)}, not a batch of {total} rows"
             )
-    bounds = np.cumsum(rows)[:-1]
     pieces: list[Tensors] = [{} for _ in rows]
     for name, array in outputs.items():
-        for piece, part in zip(pieces, np.split(array, bounds), strict=True):
-            piece[name] = part
+        # Plain slices (views): np.split costs several times more per piece.
+        start = 0
+        for piece, count in zip(pieces, rows, strict=True):
+            piece[name] = array[start : start + count]
+            start += count
     return pieces
 
 

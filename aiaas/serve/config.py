@@ -46,6 +46,8 @@ _DATATYPE_NAMES = {
 }
 _CONFIG_TO_DATATYPE = {v: k for k, v in _DATATYPE_NAMES.items()}
 _THREAD_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count")
+#: When ONNX Runtime's pool threads may busy-wait for work (see ``RuntimeOptions.spinning``).
+SPINNING_CHOICES = ("run", "always", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,11 @@ class RuntimeOptions:
     intra_op_threads: int
     inter_op_threads: int
     graph_optimization_level: int
+    #: "run" (the default) lets ONNX Runtime's pool threads spin between the operators of
+    #: a run, for fast hand-offs, and stops them when the run returns: left spinning
+    #: between runs (ONNX Runtime's own default, "always") they take the cores the front
+    #: ends need. "never" never spins.
+    spinning: str = "run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +322,16 @@ def runtime_options(config: pb.ModelConfig) -> RuntimeOptions:
         intra_op_threads=intra,
         inter_op_threads=inter,
         graph_optimization_level=config.optimization.graph.level,
+        spinning=_choice_parameter(parameters, "spinning", SPINNING_CHOICES),
     )
+
+
+def _choice_parameter(parameters: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
+    """The parameter's value from ``choices``; the first is the default."""
+    raw = parameters.get(key, choices[0])
+    if raw not in choices:
+        raise InvalidArgument(f"parameters.{key}: '{raw}' is not one of {', '.join(choices)}")
+    return raw
 
 
 def _int_parameter(parameters: dict[str, str], key: str) -> int:

@@ -64,6 +64,7 @@ dynamic_batching {
 }
 parameters { key: "intra_op_thread_count" value: { string_value: "2" } }
 parameters { key: "inter_op_thread_count" value: { string_value: "1" } }
+parameters { key: "spinning" value: { string_value: "never" } }
 optimization { graph { level: 1 } }
 """
     serving = config.serving_config(complete(text))
@@ -72,6 +73,7 @@ optimization { graph { level: 1 } }
     assert serving.runtime.intra_op_threads == 2
     assert serving.runtime.inter_op_threads == 1
     assert serving.runtime.graph_optimization_level == 1
+    assert serving.runtime.spinning == "never"
     assert serving.label_filenames == {"y": "labels.txt"}
     batching = serving.batching
     assert batching.max_queue_delay_us == 250
@@ -109,6 +111,7 @@ optimization { graph { level: 1 } }
             "priority_queue_policy",
         ),
         ('parameters { key: "inter_op_thread_count" value: { string_value: "-2" } }', "inter_op"),
+        ('parameters { key: "spinning" value: { string_value: "often" } }', "spinning"),
     ],
 )
 def test_bad_fields_are_named(text, field):
@@ -135,3 +138,9 @@ def test_json_form_uses_tritons_names():
 def test_malformed_json_override_is_named():
     with pytest.raises(InvalidArgument, match="config override"):
         config.parse_json('{"max_batch_size": "many"}')
+
+
+def test_onnx_runtime_threads_spin_only_during_a_run_unless_the_config_says():
+    assert config.serving_config(complete("")).runtime.spinning == "run"
+    always = 'parameters { key: "spinning" value: { string_value: "always" } }'
+    assert config.serving_config(complete(always)).runtime.spinning == "always"

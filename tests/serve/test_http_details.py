@@ -75,6 +75,20 @@ def test_a_refused_coding_is_not_used(server):
     assert sums(response.raw) == [11, 22, 33, 44]
 
 
+@pytest.mark.parametrize(
+    ("body", "accept"),
+    [
+        (json.dumps(BODY).encode(), "identity"),
+        (json.dumps(BODY).encode(), "gzip"),
+        (b"{", "identity"),
+    ],
+)
+def test_infer_answers_carry_their_length_not_chunked_framing(server, body, accept):
+    response = post(server, body, {"Accept-Encoding": accept})
+    assert "transfer-encoding" not in response.headers
+    assert int(response.headers["content-length"]) == len(response.raw)
+
+
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
 @pytest.mark.parametrize("binary", [True, False])
 def test_tritonclient_compression_both_ways(server, algorithm, binary):

@@ -55,6 +55,8 @@ class OnnxModel:
             runtime_options.graph_optimization_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
         options.log_severity_level = 3
+        for key, value in _spinning_entries(runtime_options.spinning).items():
+            options.add_session_config_entry(key, value)
         try:
             self.sessions = [
                 ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -85,6 +87,16 @@ class OnnxModel:
 
     def close(self) -> None:
         self.sessions.clear()
+
+
+def _spinning_entries(spinning: str) -> dict[str, str]:
+    """ONNX Runtime's session config entries for one of ``config.SPINNING_CHOICES``."""
+    allow = "0" if spinning == "never" else "1"
+    return {
+        "session.intra_op.allow_spinning": allow,
+        "session.inter_op.allow_spinning": allow,
+        "session.force_spinning_stop": "1" if spinning == "run" else "0",
+    }
 
 
 def _spec(arg: Any, kind: str) -> TensorSpec:
