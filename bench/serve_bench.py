@@ -259,7 +259,7 @@ def bench_model(
 def bench_spinning(model: Model, repo: Path, seconds: float) -> list[str]:
     """aiaas REST JSON under each `spinning` choice, alone and under load, in one run:
     what busy-waiting ONNX Runtime threads buy a lone client and cost a loaded server."""
-    from aiaas.serve.config import SPINNING_CHOICES
+    from aiaas.serve.serving_config import SPINNING_CHOICES
 
     config = repo / model.name / "config.pbtxt"
     original = config.read_text()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
-from aiaas.serve.config import BatchingConfig, QueuePolicy
+from aiaas.serve.serving_config import BatchingConfig, QueuePolicy
 from aiaas.serve.stats import ComputeTimes, ModelStats
 
 log = logging.getLogger(__name__)

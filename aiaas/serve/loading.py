@@ -15,9 +15,9 @@ from pathlib import Path
 
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve import config as model_config
-from aiaas.serve.config import ServingConfig
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
+from aiaas.serve.serving_config import ServingConfig, runtime_options, serving_config
 from aiaas.serve.sources import ModelFolder, read_model_folder
 
 
@@ -112,7 +112,7 @@ def _config_digest(config: pb.ModelConfig) -> str:
 def _prepare_version(
     folder: ModelFolder, base: pb.ModelConfig, version: int, fingerprint: str
 ) -> Prepared:
-    options = model_config.runtime_options(base)
+    options = runtime_options(base)
     filename = base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME
     model_path = folder.versions[version] / filename
     if not model_path.is_file():
@@ -123,7 +123,7 @@ def _prepare_version(
         raise InvalidArgument(f"version {version}: {error}") from None
     try:
         completed = model_config.complete(base, folder.name, runtime.inputs, runtime.outputs)
-        serving = model_config.serving_config(completed)
+        serving = serving_config(completed)
         labels = _read_labels(folder, serving)
     except Exception:
         runtime.close()

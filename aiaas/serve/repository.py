@@ -20,10 +20,10 @@ from typing import Any
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
 from aiaas.serve import loading
 from aiaas.serve.batching import Batcher
-from aiaas.serve.config import ServingConfig
 from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
+from aiaas.serve.serving_config import ServingConfig
 from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
 from aiaas.serve.stats import ModelStats
 

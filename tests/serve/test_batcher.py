@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 
 from aiaas.serve.batching import Batcher
-from aiaas.serve.config import BatchingConfig, QueuePolicy
+from aiaas.serve.serving_config import BatchingConfig, QueuePolicy
 from aiaas.serve.stats import ModelStats
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aiaas.errors import InvalidArgument
-from aiaas.serve import config
+from aiaas.serve import config, serving_config
 from aiaas.serve.types import TensorSpec
 
 INPUTS = [TensorSpec("x", "FP32", (-1, 4)), TensorSpec("mask", "INT64", (-1, -1))]
@@ -67,7 +67,7 @@ parameters { key: "inter_op_thread_count" value: { string_value: "1" } }
 parameters { key: "spinning" value: { string_value: "never" } }
 optimization { graph { level: 1 } }
 """
-    serving = config.serving_config(complete(text))
+    serving = serving_config.serving_config(complete(text))
     assert serving.max_batch_size == 16
     assert serving.runtime.instance_count == 3
     assert serving.runtime.intra_op_threads == 2
@@ -116,7 +116,7 @@ optimization { graph { level: 1 } }
 )
 def test_bad_fields_are_named(text, field):
     with pytest.raises(InvalidArgument) as error:
-        config.serving_config(complete(text))
+        serving_config.serving_config(complete(text))
     if field is not None:
         assert field in str(error.value)
 
@@ -141,6 +141,6 @@ def test_malformed_json_override_is_named():
 
 
 def test_onnx_runtime_threads_spin_only_during_a_run_unless_the_config_says():
-    assert config.serving_config(complete("")).runtime.spinning == "run"
+    assert serving_config.serving_config(complete("")).runtime.spinning == "run"
     always = 'parameters { key: "spinning" value: { string_value: "always" } }'
-    assert config.serving_config(complete(always)).runtime.spinning == "always"
+    assert serving_config.serving_config(complete(always)).runtime.spinning == "always"

@@ -8,13 +8,13 @@ import models
 import numpy as np
 import pytest
 
-from aiaas.serve import config
+from aiaas.serve import config, serving_config
 from aiaas.serve.runtimes.onnx import OnnxModel
 
 
 def load(tmp_path: Path, text: str) -> OnnxModel:
     path = models.save(models.add_sub(), tmp_path, "m")
-    return OnnxModel(path, config.runtime_options(config.parse_pbtxt(text)))
+    return OnnxModel(path, serving_config.runtime_options(config.parse_pbtxt(text)))
 
 
 def spinning(value: str) -> str:

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 
 from aiaas.errors import InvalidArgument
-from aiaas.serve.config import RuntimeOptions
+from aiaas.serve.serving_config import RuntimeOptions
 from aiaas.serve.types import TensorSpec
 
 _ORT_TYPES: dict[str, str] = {
@@ -90,7 +90,7 @@ class OnnxModel:
 
 
 def _spinning_entries(spinning: str) -> dict[str, str]:
-    """ONNX Runtime's session config entries for one of ``config.SPINNING_CHOICES``."""
+    """ONNX Runtime's session config entries for one of ``serving_config.SPINNING_CHOICES``."""
     allow = "0" if spinning == "never" else "1"
     return {
         "session.intra_op.allow_spinning": allow,
