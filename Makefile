@@ -36,6 +36,8 @@ test: setup
 bench: setup
 	command -v wrk >/dev/null && command -v h2load >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
+	# The language-model anchor: llama.cpp's server, compiled here (a few minutes, once).
+	$(PY) -c 'import llama_cpp' 2>/dev/null || $(PY) -m pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(PY) -m bench
 
 lint: setup

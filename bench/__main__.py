@@ -16,6 +16,7 @@ SUITES = {
     "registry": "bench.registry_bench",
     "federated": "bench.federated_bench",
     "protocol": "bench.protocol_bench",
+    "llm": "bench.llm_bench",
 }
 
 
