@@ -16,6 +16,7 @@ from aiaas import __version__, tensors
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve import classification, shared_memory, uploads
 from aiaas.serve import config as model_config
+from aiaas.serve.cuda_shared_memory import NoCudaSharedMemory
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
 from aiaas.serve.shared_memory import SystemSharedMemory
@@ -28,7 +29,10 @@ from aiaas.serve.types import (
 )
 
 SERVER_NAME = "aiaas"
-#: Triton's names for the protocol extensions this server implements.
+#: Triton's names for the protocol extensions this server implements. Not
+#: "cuda_shared_memory": its routes answer (so Triton's clients can clean up), but no
+#: CUDA region can ever be registered here, so listing it would promise what the
+#: server cannot do. Triton's clients never read this list before calling them.
 EXTENSIONS = (
     "model_repository",
     "schedule_policy",
@@ -51,6 +55,7 @@ class DataPlane:
         self.repository = repository
         self.strict_readiness = strict_readiness
         self.shared_memory = shared_memory or SystemSharedMemory()
+        self.cuda_shared_memory = NoCudaSharedMemory()
         self.started = False
 
     # ---- health and metadata -------------------------------------------------------

@@ -72,11 +72,8 @@ def _unimplemented(rpc: str) -> Method[Any, Any]:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The RPCs aiaas serves; CUDA shared memory, trace and log settings are UNIMPLEMENTED."""
+    """The RPCs aiaas serves; trace and log settings are UNIMPLEMENTED."""
 
-    CudaSharedMemoryStatus = _unimplemented("CudaSharedMemoryStatus")
-    CudaSharedMemoryRegister = _unimplemented("CudaSharedMemoryRegister")
-    CudaSharedMemoryUnregister = _unimplemented("CudaSharedMemoryUnregister")
     TraceSetting = _unimplemented("TraceSetting")
     LogSettings = _unimplemented("LogSettings")
 
@@ -190,6 +187,30 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # As Triton: an empty name unregisters every region.
         self.dataplane.shared_memory.unregister(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
+
+    # ---- CUDA shared memory (a server without GPUs) ----------------------------------
+
+    @_guarded
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: Context
+    ) -> pb.CudaSharedMemoryStatusResponse:
+        regions = self.dataplane.cuda_shared_memory.status(request.name or None)
+        return codec.cuda_shared_memory_status(regions)
+
+    @_guarded
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: Context
+    ) -> pb.CudaSharedMemoryRegisterResponse:
+        self.dataplane.cuda_shared_memory.register(request.name)
+        return pb.CudaSharedMemoryRegisterResponse()
+
+    @_guarded
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
+        # As Triton: an empty name unregisters every region.
+        self.dataplane.cuda_shared_memory.unregister(request.name or None)
+        return pb.CudaSharedMemoryUnregisterResponse()
 
     # ---- inference -----------------------------------------------------------------
 

@@ -235,6 +235,18 @@ def shared_memory_status(
     return response
 
 
+def cuda_shared_memory_status(
+    regions: Iterable[Mapping[str, Any]],
+) -> pb.CudaSharedMemoryStatusResponse:
+    """The registered CUDA shared-memory regions, keyed by name as Triton's message is."""
+    response = pb.CudaSharedMemoryStatusResponse()
+    for region in regions:
+        response.regions[region["name"]].CopyFrom(
+            pb.CudaSharedMemoryStatusResponse.RegionStatus(**region)
+        )
+    return response
+
+
 def repository_index(rows: Iterable[Mapping[str, str]]) -> pb.RepositoryIndexResponse:
     return pb.RepositoryIndexResponse(
         models=[
