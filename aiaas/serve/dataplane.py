@@ -139,6 +139,15 @@ class DataPlane:
 
     # ---- inference -----------------------------------------------------------------
 
+    def check_addressed(self, name: str, version: str | None) -> None:
+        """Raise the protocol's error when no loaded model answers this address.
+
+        Front ends call it before they decode an infer body: as Triton does, the model
+        is looked up first, so a request to a model or version that does not exist is
+        404 / NOT_FOUND whatever its body holds, never a complaint about the body.
+        """
+        self.repository.get(name, version)
+
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         loaded = self.repository.get(name, version)
         started = time.perf_counter_ns()

@@ -100,6 +100,28 @@ def test_unknown_version_is_not_found_with_tritons_phrase(client):
         client.infer("add_sub", good_inputs(), model_version="7")
 
 
+@pytest.mark.parametrize(
+    ("model", "version", "message"),
+    [
+        ("nope", "", "Request for unknown model: 'nope' is not found"),
+        ("add_sub", "7", "Request for unknown model: 'add_sub' version 7 is not found"),
+    ],
+)
+def test_unknown_model_or_version_is_not_found_before_the_request_is_read(
+    stub, model, version, message
+):
+    """Triton looks the model up first: no inputs, or raw contents that fit nothing, are
+    not the answer for a model that does not exist."""
+    empty = service_pb2.ModelInferRequest(model_name=model, model_version=version)
+    with refused("NOT_FOUND", message):
+        stub.ModelInfer(empty)
+    mismatched = request_with(model, "INT32", [1, 4])
+    mismatched.model_version = version
+    mismatched.raw_input_contents.extend([b"\x00", b"\x01"])
+    with refused("NOT_FOUND", message):
+        stub.ModelInfer(mismatched)
+
+
 def test_version_that_is_not_a_number_is_invalid_argument(client):
     phrase = "failed to get model version from specified version string 'abc'"
     with refused("INVALID_ARGUMENT", phrase):

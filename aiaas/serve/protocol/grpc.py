@@ -215,8 +215,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # ---- inference -----------------------------------------------------------------
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        infer_request = codec.decode_infer_request(request)
         version = codec.optional_version(request.model_version)
+        self.dataplane.check_addressed(request.model_name, version)
+        infer_request = codec.decode_infer_request(request)
         response = await self.dataplane.infer(request.model_name, version, infer_request)
         return codec.encode_infer_response(response)
 

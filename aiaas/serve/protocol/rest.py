@@ -143,6 +143,7 @@ class RestFrontEnd:
         """Status, headers and body of the answer to one infer call: the one place both
         the fast path and the routed endpoint decode, run and encode."""
         try:
+            self.dataplane.check_addressed(model, version)
             body = http_encoding.decode_body(
                 body, _text(headers.get(b"content-encoding")), self.max_request_bytes
             )
