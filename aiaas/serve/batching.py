@@ -134,9 +134,12 @@ class Batcher:
             )
         level = self._level(priority)
         policy = self._config.queue_policies.get(level, self._config.queue_policies[0])
-        if self._queued >= policy.max_queue_size:
+        # As Triton: each priority level's queue is bounded on its own, so requests of
+        # one level filling their queue never refuse those of another.
+        if len(self._queues[level]) >= policy.max_queue_size:
+            which = f"its priority {level} queue" if level else "its queue"
             raise Unavailable(
-                f"model '{self._stats.name}' is overloaded: its queue is full "
+                f"model '{self._stats.name}' is overloaded: {which} is full "
                 f"(max_queue_size {policy.max_queue_size}); retry later"
             )
         loop = asyncio.get_running_loop()
