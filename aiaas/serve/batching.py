@@ -153,7 +153,7 @@ class Batcher:
             future=loop.create_future(),
             enqueued_ns=time.perf_counter_ns(),
         )
-        timeout = _effective_timeout_us(policy, timeout_us)
+        timeout = effective_timeout_us(policy, timeout_us)
         if timeout:
             pending.timer = loop.call_later(timeout / 1e6, self._expire, pending, policy, timeout)
         self._queues[level].append(pending)
@@ -310,14 +310,16 @@ def _rows(inputs: Mapping[str, np.ndarray]) -> int:
     return next(iter(inputs.values())).shape[0] if inputs else 0
 
 
-def _effective_timeout_us(policy: QueuePolicy, requested_us: int | None) -> int:
-    """Triton's rule: a request may shorten the default timeout only when overriding is allowed."""
+def effective_timeout_us(policy: QueuePolicy, requested_us: int | None) -> int:
+    """How long a request may wait in the queue (0: no limit), by Triton's rule (its
+    PolicyQueue::Enqueue): the policy's default timeout, which a request's own timeout
+    replaces only when the policy allows overriding and the request's is shorter. So a
+    request can shorten its wait, never lengthen it, nor set one where the policy has none.
+    """
     default = policy.default_timeout_us
-    if not requested_us:
-        return default
-    if not default:
+    if policy.allow_timeout_override and requested_us and requested_us < default:
         return requested_us
-    return min(requested_us, default) if policy.allow_timeout_override else default
+    return default
 
 
 def _fail(items: Sequence[_Pending], error: Exception) -> None:
