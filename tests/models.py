@@ -56,6 +56,20 @@ def add_sub(datatype: str = "INT32", dims: tuple = ("batch", 4)) -> onnx.ModelPr
     )
 
 
+def simple() -> onnx.ModelProto:
+    """Triton's example model "simple": INPUT0 + INPUT1 and INPUT0 - INPUT1, INT32 [batch, 16],
+    with the names Triton's example clients use."""
+    element = TensorProto.INT32
+    return _model(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        [helper.make_tensor_value_info(n, element, ["batch", 16]) for n in ("INPUT0", "INPUT1")],
+        [helper.make_tensor_value_info(n, element, ["batch", 16]) for n in ("OUTPUT0", "OUTPUT1")],
+    )
+
+
 def batch_probe(width: int | str = 4, depth: int = 0, size: int = 512) -> onnx.ModelProto:
     """y = x, plus ``batch``: the number of rows of the call each row was part of.
 

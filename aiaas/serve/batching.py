@@ -134,9 +134,12 @@ class Batcher:
             )
         level = self._level(priority)
         policy = self._config.queue_policies.get(level, self._config.queue_policies[0])
-        if self._queued >= policy.max_queue_size:
+        # As Triton: each priority level's queue is bounded on its own, so requests of
+        # one level filling their queue never refuse those of another.
+        if len(self._queues[level]) >= policy.max_queue_size:
+            which = f"its priority {level} queue" if level else "its queue"
             raise Unavailable(
-                f"model '{self._stats.name}' is overloaded: its queue is full "
+                f"model '{self._stats.name}' is overloaded: {which} is full "
                 f"(max_queue_size {policy.max_queue_size}); retry later"
             )
         loop = asyncio.get_running_loop()
@@ -150,7 +153,7 @@ class Batcher:
             future=loop.create_future(),
             enqueued_ns=time.perf_counter_ns(),
         )
-        timeout = _effective_timeout_us(policy, timeout_us)
+        timeout = effective_timeout_us(policy, timeout_us)
         if timeout:
             pending.timer = loop.call_later(timeout / 1e6, self._expire, pending, policy, timeout)
         self._queues[level].append(pending)
@@ -307,14 +310,16 @@ def _rows(inputs: Mapping[str, np.ndarray]) -> int:
     return next(iter(inputs.values())).shape[0] if inputs else 0
 
 
-def _effective_timeout_us(policy: QueuePolicy, requested_us: int | None) -> int:
-    """Triton's rule: a request may shorten the default timeout only when overriding is allowed."""
+def effective_timeout_us(policy: QueuePolicy, requested_us: int | None) -> int:
+    """How long a request may wait in the queue (0: no limit), by Triton's rule (its
+    PolicyQueue::Enqueue): the policy's default timeout, which a request's own timeout
+    replaces only when the policy allows overriding and the request's is shorter. So a
+    request can shorten its wait, never lengthen it, nor set one where the policy has none.
+    """
     default = policy.default_timeout_us
-    if not requested_us:
-        return default
-    if not default:
+    if policy.allow_timeout_override and requested_us and requested_us < default:
         return requested_us
-    return min(requested_us, default) if policy.allow_timeout_override else default
+    return default
 
 
 def _fail(items: Sequence[_Pending], error: Exception) -> None:

@@ -16,6 +16,7 @@ from aiaas import __version__, tensors
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve import classification, shared_memory, uploads
 from aiaas.serve import config as model_config
+from aiaas.serve.cuda_shared_memory import NoCudaSharedMemory
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
 from aiaas.serve.shared_memory import SystemSharedMemory
@@ -28,7 +29,10 @@ from aiaas.serve.types import (
 )
 
 SERVER_NAME = "aiaas"
-#: Triton's names for the protocol extensions this server implements.
+#: Triton's names for the protocol extensions this server implements. Not
+#: "cuda_shared_memory": its routes answer (so Triton's clients can clean up), but no
+#: CUDA region can ever be registered here, so listing it would promise what the
+#: server cannot do. Triton's clients never read this list before calling them.
 EXTENSIONS = (
     "model_repository",
     "schedule_policy",
@@ -51,6 +55,7 @@ class DataPlane:
         self.repository = repository
         self.strict_readiness = strict_readiness
         self.shared_memory = shared_memory or SystemSharedMemory()
+        self.cuda_shared_memory = NoCudaSharedMemory()
         self.started = False
 
     # ---- health and metadata -------------------------------------------------------
@@ -133,6 +138,15 @@ class DataPlane:
             )
 
     # ---- inference -----------------------------------------------------------------
+
+    def check_addressed(self, name: str, version: str | None) -> None:
+        """Raise the protocol's error when no loaded model answers this address.
+
+        Front ends call it before they decode an infer body: as Triton does, the model
+        is looked up first, so a request to a model or version that does not exist is
+        404 / NOT_FOUND whatever its body holds, never a complaint about the body.
+        """
+        self.repository.get(name, version)
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         loaded = self.repository.get(name, version)

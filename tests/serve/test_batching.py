@@ -38,6 +38,22 @@ dynamic_batching { default_queue_policy { default_timeout_microseconds: 2000 } }
 parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
 """
 
+#: A long default timeout that a request may shorten with its own ``timeout``.
+OVERRIDABLE = """
+max_batch_size: 1
+dynamic_batching {
+  default_queue_policy { default_timeout_microseconds: 60000000 allow_timeout_override: true }
+}
+parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
+"""
+
+#: Overriding allowed, but no default timeout: as in Triton, a request's is ignored.
+OVERRIDABLE_NO_DEFAULT = """
+max_batch_size: 1
+dynamic_batching { default_queue_policy { allow_timeout_override: true } }
+parameters { key: "intra_op_thread_count" value: { string_value: "1" } }
+"""
+
 
 @pytest.fixture(scope="module")
 def server(module_tmp: Path, module_server):
@@ -51,6 +67,13 @@ def server(module_tmp: Path, module_server):
         models.batch_probe(depth=SLOW_DEPTH * 3), repo, "queue_timeout", config=QUEUE_TIMEOUT
     )
     models.save(models.batch_probe(depth=SLOW_DEPTH * 3), repo, "serial", config=SERIAL)
+    models.save(models.batch_probe(depth=SLOW_DEPTH * 3), repo, "overridable", config=OVERRIDABLE)
+    models.save(
+        models.batch_probe(depth=SLOW_DEPTH * 3),
+        repo,
+        "overridable_no_default",
+        config=OVERRIDABLE_NO_DEFAULT,
+    )
     return module_server(repo)
 
 
@@ -153,13 +176,22 @@ def test_request_that_waits_past_its_queue_timeout_is_503(server):
     assert all("timed out" in r.json()["error"] for r in timed_out)
 
 
-def test_per_request_timeout_parameter_applies_when_the_model_sets_none(server):
+def test_request_timeout_shortens_the_default_when_the_model_allows_override(server):
     bodies = [request_body(np.full((1, 4), i, dtype=np.float32)) for i in range(6)]
-    patient = fire(server.url, "serial", bodies)
+    patient = fire(server.url, "overridable", bodies)
     assert [r.status_code for r in patient] == [200] * 6
     hasty = [request_body(np.full((1, 4), i, dtype=np.float32), timeout=1000) for i in range(6)]
-    responses = fire(server.url, "serial", hasty)
+    responses = fire(server.url, "overridable", hasty)
     statuses = [r.status_code for r in responses]
     assert 200 in statuses
     assert 503 in statuses
     assert all("timed out" in r.json()["error"] for r in responses if r.status_code == 503)
+
+
+@pytest.mark.parametrize("model", ["serial", "overridable_no_default"])
+def test_request_timeout_is_ignored_where_the_policy_sets_no_default(server, model):
+    """Triton's rule: a request's timeout may only shorten the policy's, so with no
+    default timeout (allow_timeout_override or not) it never cuts a request short."""
+    hasty = [request_body(np.full((1, 4), i, dtype=np.float32), timeout=1000) for i in range(6)]
+    responses = fire(server.url, model, hasty)
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]

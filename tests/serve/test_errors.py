@@ -67,6 +67,26 @@ def test_unknown_version_is_404_with_tritons_phrase(client):
     assert_error(response, 404, "Request for unknown model: 'add_sub' version 7 is not found")
 
 
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/v2/models/nope/infer", "Request for unknown model: 'nope' is not found"),
+        (
+            "/v2/models/add_sub/versions/7/infer",
+            "Request for unknown model: 'add_sub' version 7 is not found",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [b'{"inputs": []}', b"{}", b'{"inputs": [}', b'{"inputs": [{"name": "a"}]}'],
+    ids=["empty-inputs", "no-inputs", "malformed", "incomplete-input"],
+)
+def test_unknown_model_or_version_is_404_before_the_body_is_read(client, path, message, body):
+    """Triton looks the model up first: the body's own faults are never the answer."""
+    assert_error(client.post(path, content=body), 404, message)
+
+
 def test_version_that_is_not_a_number_is_400(client):
     response = client.post("/v2/models/add_sub/versions/abc/infer", json={"inputs": good_inputs()})
     assert_error(response, 400, "failed to get model version from specified version string 'abc'")

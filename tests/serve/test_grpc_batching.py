@@ -1,5 +1,5 @@
 """gRPC requests go through the same dynamic batcher as REST: merged calls, own rows
-back, bounded queues answered UNAVAILABLE, per-request timeouts honoured."""
+back, bounded queues answered UNAVAILABLE, per-request timeouts honoured by Triton's rule."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import models
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from test_batching import BATCHED, QUEUE_TIMEOUT, SERIAL, SLOW_DEPTH, SMALL_QUEUE
+from test_batching import (
+    BATCHED,
+    OVERRIDABLE,
+    OVERRIDABLE_NO_DEFAULT,
+    QUEUE_TIMEOUT,
+    SERIAL,
+    SLOW_DEPTH,
+    SMALL_QUEUE,
+)
 from tritonclient.utils import InferenceServerException
 
 
@@ -25,6 +33,13 @@ def server(module_tmp: Path, module_server):
         models.batch_probe(depth=SLOW_DEPTH * 3), repo, "queue_timeout", config=QUEUE_TIMEOUT
     )
     models.save(models.batch_probe(depth=SLOW_DEPTH * 3), repo, "serial", config=SERIAL)
+    models.save(models.batch_probe(depth=SLOW_DEPTH * 3), repo, "overridable", config=OVERRIDABLE)
+    models.save(
+        models.batch_probe(depth=SLOW_DEPTH * 3),
+        repo,
+        "overridable_no_default",
+        config=OVERRIDABLE_NO_DEFAULT,
+    )
     return module_server(repo)
 
 
@@ -123,15 +138,22 @@ def test_request_that_waits_past_its_queue_timeout_is_unavailable(server):
         assert "timed out" in error.message()
 
 
-def test_per_request_timeout_parameter_reaches_the_queue(server):
+def test_request_timeout_shortens_the_default_when_the_model_allows_override(server):
     inputs = [np.full((1, 4), i, dtype=np.float32) for i in range(6)]
-    patient = fire(server, "serial", inputs)
+    patient = fire(server, "overridable", inputs)
     assert not any(isinstance(r, Exception) for r in patient)
-    hasty = fire(server, "serial", inputs, timeout=1000)
+    hasty = fire(server, "overridable", inputs, timeout=1000)
     timed_out = [r for r in hasty if isinstance(r, Exception)]
     assert timed_out
     assert len(timed_out) < len(hasty)
     assert all("timed out" in error.message() for error in timed_out)
+
+
+@pytest.mark.parametrize("model", ["serial", "overridable_no_default"])
+def test_request_timeout_is_ignored_where_the_policy_sets_no_default(server, model):
+    inputs = [np.full((1, 4), i, dtype=np.float32) for i in range(6)]
+    results = fire(server, model, inputs, timeout=1000)
+    assert not [r for r in results if isinstance(r, Exception)]
 
 
 def test_a_client_that_gives_up_leaves_the_server_serving(server):

@@ -31,6 +31,7 @@ dynamic_batching { priority_levels: 2 default_priority_level: 2 }
 def server(module_tmp: Path, module_server):
     repo = module_tmp / "repo"
     models.save(models.add_sub(), repo, "add_sub", config="max_batch_size: 4")
+    models.save(models.simple(), repo, "simple")
     models.save(models.identity("INT8"), repo, "identity_int8")
     models.save(models.identity("FP16"), repo, "identity_fp16")
     models.save(models.identity("BYTES"), repo, "identity_bytes")
@@ -97,6 +98,28 @@ def test_unknown_model_is_not_found_with_tritons_phrase(client):
 def test_unknown_version_is_not_found_with_tritons_phrase(client):
     with refused("NOT_FOUND", "Request for unknown model: 'add_sub' version 7 is not found"):
         client.infer("add_sub", good_inputs(), model_version="7")
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "message"),
+    [
+        ("nope", "", "Request for unknown model: 'nope' is not found"),
+        ("add_sub", "7", "Request for unknown model: 'add_sub' version 7 is not found"),
+    ],
+)
+def test_unknown_model_or_version_is_not_found_before_the_request_is_read(
+    stub, model, version, message
+):
+    """Triton looks the model up first: no inputs, or raw contents that fit nothing, are
+    not the answer for a model that does not exist."""
+    empty = service_pb2.ModelInferRequest(model_name=model, model_version=version)
+    with refused("NOT_FOUND", message):
+        stub.ModelInfer(empty)
+    mismatched = request_with(model, "INT32", [1, 4])
+    mismatched.model_version = version
+    mismatched.raw_input_contents.extend([b"\x00", b"\x01"])
+    with refused("NOT_FOUND", message):
+        stub.ModelInfer(mismatched)
 
 
 def test_version_that_is_not_a_number_is_invalid_argument(client):
@@ -188,10 +211,51 @@ def test_raw_bytes_cut_inside_an_element_are_invalid_argument(stub):
         stub.ModelInfer(request)
 
 
-def test_typed_and_raw_contents_together_are_invalid_argument(stub):
+def test_typed_and_raw_contents_together_are_refused_in_tritons_words(stub):
+    """As grpc_explicit_int_content_client.py builds it: a typed request that works, then
+    raw contents for one input added while INPUT0 keeps its typed contents."""
+    request = service_pb2.ModelInferRequest(model_name="simple", model_version="")
+    input0_data = list(range(16))
+    input1_data = [1] * 16
+    input0 = service_pb2.ModelInferRequest().InferInputTensor()
+    input0.name = "INPUT0"
+    input0.datatype = "INT32"
+    input0.shape.extend([1, 16])
+    input0.contents.int_contents[:] = input0_data
+    input1 = service_pb2.ModelInferRequest().InferInputTensor()
+    input1.name = "INPUT1"
+    input1.datatype = "INT32"
+    input1.shape.extend([1, 16])
+    input1.contents.int_contents[:] = input1_data
+    request.inputs.extend([input0, input1])
+    for name in ("OUTPUT0", "OUTPUT1"):
+        output = service_pb2.ModelInferRequest().InferRequestedOutputTensor()
+        output.name = name
+        request.outputs.append(output)
+
+    response = stub.ModelInfer(request)
+    total = np.frombuffer(response.raw_output_contents[0], dtype=np.int32)
+    np.testing.assert_array_equal(total, np.arange(16) + 1)
+
+    request.raw_input_contents.extend([np.array(input0_data[0:8]).tobytes()])
+    request.inputs[0].contents.int_contents[:] = input0_data[8:]
+    expected = (
+        "contents field must not be specified when using "
+        "raw_input_contents for 'INPUT0' for model 'simple'"
+    )
+    with refused("INVALID_ARGUMENT", expected):
+        stub.ModelInfer(request)
+
+
+def test_typed_contents_for_an_input_in_shared_memory_are_refused_in_tritons_words(stub):
     request = request_with("identity_int8", "INT8", [1, 4], int_contents=[1, 2, 3, 4])
-    request.raw_input_contents.append(bytes(4))
-    with refused("INVALID_ARGUMENT", "'contents' must be empty"):
+    request.inputs[0].parameters["shared_memory_region"].string_param = "r"
+    request.inputs[0].parameters["shared_memory_byte_size"].int64_param = 4
+    expected = (
+        "unexpected 'content' provided when using shared memory for input tensor 'x' "
+        "for model 'identity_int8'"
+    )
+    with refused("INVALID_ARGUMENT", expected):
         stub.ModelInfer(request)
 
 

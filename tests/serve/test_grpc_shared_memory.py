@@ -122,9 +122,3 @@ def test_input_in_an_unregistered_region_is_invalid_argument(client, server):
         client.infer("identity_fp32", [x])
     assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "Traceback" not in server.logs()
-
-
-def test_cuda_shared_memory_is_unimplemented(client):
-    with pytest.raises(InferenceServerException) as refused:
-        client.get_cuda_shared_memory_status()
-    assert refused.value.status() == "StatusCode.UNIMPLEMENTED"

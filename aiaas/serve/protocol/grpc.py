@@ -72,11 +72,8 @@ def _unimplemented(rpc: str) -> Method[Any, Any]:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """The RPCs aiaas serves; CUDA shared memory, trace and log settings are UNIMPLEMENTED."""
+    """The RPCs aiaas serves; trace and log settings are UNIMPLEMENTED."""
 
-    CudaSharedMemoryStatus = _unimplemented("CudaSharedMemoryStatus")
-    CudaSharedMemoryRegister = _unimplemented("CudaSharedMemoryRegister")
-    CudaSharedMemoryUnregister = _unimplemented("CudaSharedMemoryUnregister")
     TraceSetting = _unimplemented("TraceSetting")
     LogSettings = _unimplemented("LogSettings")
 
@@ -191,11 +188,36 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.dataplane.shared_memory.unregister(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
 
+    # ---- CUDA shared memory (a server without GPUs) ----------------------------------
+
+    @_guarded
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: Context
+    ) -> pb.CudaSharedMemoryStatusResponse:
+        regions = self.dataplane.cuda_shared_memory.status(request.name or None)
+        return codec.cuda_shared_memory_status(regions)
+
+    @_guarded
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: Context
+    ) -> pb.CudaSharedMemoryRegisterResponse:
+        self.dataplane.cuda_shared_memory.register(request.name)
+        return pb.CudaSharedMemoryRegisterResponse()
+
+    @_guarded
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
+        # As Triton: an empty name unregisters every region.
+        self.dataplane.cuda_shared_memory.unregister(request.name or None)
+        return pb.CudaSharedMemoryUnregisterResponse()
+
     # ---- inference -----------------------------------------------------------------
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        infer_request = codec.decode_infer_request(request)
         version = codec.optional_version(request.model_version)
+        self.dataplane.check_addressed(request.model_name, version)
+        infer_request = codec.decode_infer_request(request)
         response = await self.dataplane.infer(request.model_name, version, infer_request)
         return codec.encode_infer_response(response)
 

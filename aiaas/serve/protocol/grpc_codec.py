@@ -58,6 +58,8 @@ def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
     """
     raw = request.raw_input_contents
     shared = [shared_memory.REGION in tensor.parameters for tensor in request.inputs]
+    for tensor, in_region in zip(request.inputs, shared, strict=True):
+        _check_one_data_source(tensor, in_region, bool(raw), request.model_name)
     if raw and len(raw) != shared.count(False):
         raise InvalidArgument(
             f"expected {shared.count(False)} raw_input_contents (one per input not in shared "
@@ -93,16 +95,29 @@ def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | No
     if shared_memory.REGION in parameters:
         data = _NO_DATA  # the data plane reads it from the region
     elif raw is not None:
-        if tensor.HasField("contents") and tensor.contents.ListFields():
-            raise InvalidArgument(
-                f"{where}: 'contents' must be empty when the request uses raw_input_contents"
-            )
         data = tensors.from_raw(raw, datatype, shape, where)
     else:
         data = decode_contents(tensor.contents, datatype, shape, where)
-    if data is _NO_DATA and tensor.contents.ListFields():
-        raise InvalidArgument(f"{where}: 'contents' must be empty for an input in shared memory")
     return InferInput(tensor.name, datatype, shape, data, parameters)
+
+
+def _check_one_data_source(
+    tensor: pb.ModelInferRequest.InferInputTensor, in_region: bool, uses_raw: bool, model: str
+) -> None:
+    """An input's data comes from one place; Triton checks this input by input, before
+    counting raw contents, and clients match its words (grpc_explicit_int_content_client.py)."""
+    if not tensor.contents.ListFields():
+        return
+    if in_region:
+        raise InvalidArgument(
+            "unexpected 'content' provided when using shared memory for input tensor "
+            f"'{tensor.name}' for model '{model}'"
+        )
+    if uses_raw:
+        raise InvalidArgument(
+            "contents field must not be specified when using raw_input_contents for "
+            f"'{tensor.name}' for model '{model}'"
+        )
 
 
 def decode_contents(
@@ -231,6 +246,18 @@ def shared_memory_status(
     for region in regions:
         response.regions[region["name"]].CopyFrom(
             pb.SystemSharedMemoryStatusResponse.RegionStatus(**region)
+        )
+    return response
+
+
+def cuda_shared_memory_status(
+    regions: Iterable[Mapping[str, Any]],
+) -> pb.CudaSharedMemoryStatusResponse:
+    """The registered CUDA shared-memory regions, keyed by name as Triton's message is."""
+    response = pb.CudaSharedMemoryStatusResponse()
+    for region in regions:
+        response.regions[region["name"]].CopyFrom(
+            pb.CudaSharedMemoryStatusResponse.RegionStatus(**region)
         )
     return response
 

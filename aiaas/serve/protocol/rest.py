@@ -33,6 +33,7 @@ _JSON_TYPE = (b"content-type", b"application/json")
 _OCTET_TYPE = (b"content-type", b"application/octet-stream")
 Endpoint = Callable[[Request], Awaitable[Response]]
 _SHM = "/v2/systemsharedmemory"
+_CUDA_SHM = "/v2/cudasharedmemory"
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -93,6 +94,11 @@ class RestFrontEnd:
             (f"{_SHM}/region/{{region}}/register", self.shm_register, "POST"),
             (f"{_SHM}/unregister", self.shm_unregister, "POST"),
             (f"{_SHM}/region/{{region}}/unregister", self.shm_unregister, "POST"),
+            (f"{_CUDA_SHM}/status", self.cuda_shm_status, "GET"),
+            (f"{_CUDA_SHM}/region/{{region}}/status", self.cuda_shm_status, "GET"),
+            (f"{_CUDA_SHM}/region/{{region}}/register", self.cuda_shm_register, "POST"),
+            (f"{_CUDA_SHM}/unregister", self.cuda_shm_unregister, "POST"),
+            (f"{_CUDA_SHM}/region/{{region}}/unregister", self.cuda_shm_unregister, "POST"),
         ]
         return [Route(path, _guarded(fn), methods=[method]) for path, fn, method in table]
 
@@ -137,6 +143,7 @@ class RestFrontEnd:
         """Status, headers and body of the answer to one infer call: the one place both
         the fast path and the routed endpoint decode, run and encode."""
         try:
+            self.dataplane.check_addressed(model, version)
             body = http_encoding.decode_body(
                 body, _text(headers.get(b"content-encoding")), self.max_request_bytes
             )
@@ -284,6 +291,22 @@ class RestFrontEnd:
     async def shm_unregister(self, request: Request) -> Response:
         await self.read_body(request)
         self.dataplane.shared_memory.unregister(request.path_params.get("region"))
+        return Response(status_code=200)
+
+    # ---- CUDA shared memory extension (a server without GPUs) ------------------------
+
+    async def cuda_shm_status(self, request: Request) -> Response:
+        region = request.path_params.get("region")
+        return json_response(self.dataplane.cuda_shared_memory.status(region))
+
+    async def cuda_shm_register(self, request: Request) -> Response:
+        await self.read_body(request)
+        self.dataplane.cuda_shared_memory.register(request.path_params["region"])
+        return Response(status_code=200)
+
+    async def cuda_shm_unregister(self, request: Request) -> Response:
+        await self.read_body(request)
+        self.dataplane.cuda_shared_memory.unregister(request.path_params.get("region"))
         return Response(status_code=200)
 
 
