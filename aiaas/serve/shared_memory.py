@@ -75,15 +75,16 @@ class SystemSharedMemory:
             self._regions[name] = _Region(name, str(key), offset, byte_size, inode, mapping)
 
     def unregister(self, name: str | None = None) -> None:
-        """One region, or all of them when ``name`` is None (as Triton's unregister-all)."""
+        """One region, or all of them when ``name`` is None (as Triton's unregister-all).
+
+        An unknown name succeeds, as in Triton: clients unregister to clean up before they
+        register, and a region that is already gone is what they asked for.
+        """
         with self._lock:
-            if name is None:
-                chosen = list(self._regions)
-            elif name in self._regions:
-                chosen = [name]
-            else:
-                raise NotFound(f"shared memory region '{name}' is not registered")
+            chosen = list(self._regions) if name is None else [name]
             for each in chosen:
+                if each not in self._regions:
+                    continue
                 self._regions.pop(each).mapping.close()
 
     def status(self, name: str | None = None) -> list[dict[str, Any]]:

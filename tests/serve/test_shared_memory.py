@@ -76,6 +76,7 @@ def test_status_lists_registered_regions_and_unregister_removes_them(client, shm
     assert status == [{"name": name, "key": key, "offset": 8, "byte_size": 32}]
     assert name in {row["name"] for row in client.get_system_shared_memory_status()}
     client.unregister_system_shared_memory(name)
+    client.unregister_system_shared_memory(name)  # gone already: success, as Triton
     assert client.get_system_shared_memory_status() == []
     with pytest.raises(InferenceServerException, match="is not registered"):
         client.get_system_shared_memory_status(name)
