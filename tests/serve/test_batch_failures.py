@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 from pathlib import Path
 
 import httpx
 import models
 import numpy as np
 import pytest
+from traffic import fire
 
 # Three one-row requests fill a batch; the long delay means they are always merged,
 # since the batch only runs once it is full.
@@ -31,22 +30,11 @@ def ids_body(ids: list[int]) -> dict:
     return {"inputs": [{"name": "ids", "shape": [1, 2], "datatype": "INT64", "data": ids}]}
 
 
-def fire(url: str, bodies: list[dict]) -> list[httpx.Response]:
-    """Send all bodies at once, each from its own thread, released together."""
-    start = threading.Barrier(len(bodies))
-
-    def send(body: dict) -> httpx.Response:
-        with httpx.Client(timeout=120) as client:
-            start.wait()
-            return client.post(f"{url}/v2/models/lookup/infer", json=body)
-
-    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-        return list(pool.map(send, bodies))
-
-
 def test_one_bad_request_in_a_batch_does_not_fail_its_neighbours(server):
     good_first, bad, good_last = [1, 2], [4, 99], [7, 3]  # 99: no such row
-    responses = fire(server.url, [ids_body(good_first), ids_body(bad), ids_body(good_last)])
+    responses = fire(
+        server.url, "lookup", [ids_body(good_first), ids_body(bad), ids_body(good_last)]
+    )
     for ids, response in ((good_first, responses[0]), (good_last, responses[2])):
         assert response.status_code == 200, response.text
         (output,) = response.json()["outputs"]
