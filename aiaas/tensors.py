@@ -1,8 +1,9 @@
-"""The tensor vocabulary shared by REST, gRPC and the runtimes.
+"""The tensor vocabulary shared by REST, gRPC, the runtimes and the registry.
 
-Pure functions and constant tables only (no I/O, nothing internal imported), so
-that both wire formats decode to exactly the same numpy arrays and a codec bug
-shows up in one place. BYTES tensors are numpy object arrays of ``bytes``.
+Pure functions, constant tables and the ``TensorSpec`` record only (no I/O, nothing
+internal imported but the error types), so that both wire formats decode to exactly
+the same numpy arrays, every package names datatypes from the same tables, and a
+codec bug shows up in one place. BYTES tensors are numpy object arrays of ``bytes``.
 """
 
 from __future__ import annotations
