@@ -1,15 +1,17 @@
-"""The tensor vocabulary shared by REST, gRPC and the runtimes.
+"""The tensor vocabulary shared by REST, gRPC, the runtimes and the registry.
 
-Pure functions and constant tables only (no I/O, nothing internal imported), so
-that both wire formats decode to exactly the same numpy arrays and a codec bug
-shows up in one place. BYTES tensors are numpy object arrays of ``bytes``.
+Pure functions, constant tables and the ``TensorSpec`` record only (no I/O, nothing
+internal imported but the error types), so that both wire formats decode to exactly
+the same numpy arrays, every package names datatypes from the same tables, and a
+codec bug shows up in one place. BYTES tensors are numpy object arrays of ``bytes``.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,26 @@ DATATYPE_TO_NUMPY: dict[str, np.dtype[Any]] = {
 
 NUMPY_TO_DATATYPE: dict[np.dtype[Any], str] = {v: k for k, v in DATATYPE_TO_NUMPY.items()}
 
+#: ONNX element type (``TensorProto.DataType`` name) -> Open Inference Protocol datatype.
+#: BF16 has a V2 name but no numpy dtype, so a registry can describe it and a runtime
+#: cannot serve it.
+ONNX_TO_DATATYPE: dict[str, str] = {
+    "BOOL": "BOOL",
+    "UINT8": "UINT8",
+    "UINT16": "UINT16",
+    "UINT32": "UINT32",
+    "UINT64": "UINT64",
+    "INT8": "INT8",
+    "INT16": "INT16",
+    "INT32": "INT32",
+    "INT64": "INT64",
+    "FLOAT16": "FP16",
+    "FLOAT": "FP32",
+    "DOUBLE": "FP64",
+    "STRING": "BYTES",
+    "BFLOAT16": "BF16",
+}
+
 #: numpy dtype kinds a JSON array may decode to for each datatype family.
 _JSON_KINDS: dict[str, str] = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
 
@@ -52,13 +74,39 @@ def numpy_dtype(datatype: str) -> np.dtype[Any]:
 
 
 def datatype_of(array: np.ndarray) -> str:
-    """The protocol datatype of an array (unicode and bytes arrays are BYTES)."""
+    """The protocol datatype of an array (unicode and bytes arrays are BYTES), in either
+    byte order, since the raw forms are little-endian whatever the machine."""
     if array.dtype.kind in "OUS":
         return "BYTES"
     try:
-        return NUMPY_TO_DATATYPE[array.dtype]
+        return NUMPY_TO_DATATYPE[array.dtype.newbyteorder("=")]
     except KeyError:
         raise InvalidArgument(f"numpy dtype {array.dtype} has no protocol datatype") from None
+
+
+def onnx_datatype(element_type: str) -> str | None:
+    """The protocol datatype of an ONNX element type named as ``TensorProto`` names it
+    (``FLOAT``) or as ONNX Runtime lowercases it (``float``); None when V2 has none."""
+    return ONNX_TO_DATATYPE.get(element_type.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """A model input or output as the protocol shows it: ``-1`` marks a variable dimension.
+
+    One record for the registry's signatures and the server's metadata, so that both
+    describe a model in the same words."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), str(data["datatype"]), tuple(int(d) for d in data["shape"]))
 
 
 def check_shape(shape: object, where: str) -> tuple[int, ...]:

@@ -150,6 +150,18 @@ def add_constant(value: float, width: int = 4) -> onnx.ModelProto:
     )
 
 
+def embedding(rows: int = 10, width: int = 3) -> onnx.ModelProto:
+    """y = table[ids] with table[i] = [i, i, ...]: an id outside [-rows, rows) makes ONNX
+    Runtime's Gather fail, a request that only the model can tell is bad."""
+    table = np.repeat(np.arange(rows, dtype=np.float32)[:, None], width, axis=1)
+    return _model(
+        [helper.make_node("Gather", ["table", "ids"], ["y"], axis=0)],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, width])],
+        [numpy_helper.from_array(table, "table")],
+    )
+
+
 def sample(datatype: str) -> np.ndarray:
     """A [1, 4] tensor of the datatype with its edge values: extremes, zero, empty bytes."""
     if datatype == "BYTES":

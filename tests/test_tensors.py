@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from onnx import TensorProto
 
 from aiaas import tensors
 from aiaas.errors import InvalidArgument
@@ -107,3 +108,33 @@ def test_datatype_table_is_a_bijection():
     assert {tensors.NUMPY_TO_DATATYPE[v] for v in tensors.DATATYPE_TO_NUMPY.values()} == set(
         tensors.DATATYPE_TO_NUMPY
     )
+
+
+@pytest.mark.parametrize("datatype", NUMERIC)
+def test_an_array_is_named_by_its_datatype_in_either_byte_order(datatype):
+    dtype = tensors.numpy_dtype(datatype)
+    for order in "<>":
+        assert tensors.datatype_of(np.zeros(2, dtype=dtype.newbyteorder(order))) == datatype
+
+
+def test_text_and_object_arrays_are_bytes_and_other_dtypes_are_refused():
+    assert tensors.datatype_of(np.array(["a"])) == "BYTES"
+    assert tensors.datatype_of(np.array([b"a"])) == "BYTES"
+    assert tensors.datatype_of(np.array([b"a"], dtype=object)) == "BYTES"
+    with pytest.raises(InvalidArgument, match="complex64"):
+        tensors.datatype_of(np.zeros(1, dtype=np.complex64))
+
+
+def test_onnx_element_types_name_every_served_datatype_in_both_spellings():
+    names = {TensorProto.DataType.Name(t) for t in TensorProto.DataType.values()}
+    assert set(tensors.ONNX_TO_DATATYPE) <= names
+    served = {tensors.onnx_datatype(name) for name in names} - {None, "BF16"}
+    assert served == set(tensors.DATATYPE_TO_NUMPY)
+    assert tensors.onnx_datatype("float") == tensors.onnx_datatype("FLOAT") == "FP32"
+    assert tensors.onnx_datatype("complex64") is None
+
+
+def test_a_tensor_spec_survives_its_json_form():
+    spec = tensors.TensorSpec("x", "FP32", (-1, 3))
+    assert spec.to_dict() == {"name": "x", "datatype": "FP32", "shape": [-1, 3]}
+    assert tensors.TensorSpec.from_dict(spec.to_dict()) == spec

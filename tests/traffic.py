@@ -31,6 +31,19 @@ def infer(client: httpx.Client, name: str, x: np.ndarray) -> httpx.Response:
     return client.post(f"/v2/models/{name}/infer", json=body)
 
 
+def fire(url: str, model: str, bodies: list[dict]) -> list[httpx.Response]:
+    """Send all bodies at once, each from its own thread, released together."""
+    start = threading.Barrier(len(bodies))
+
+    def send(body: dict) -> httpx.Response:
+        with httpx.Client(timeout=120) as client:
+            start.wait()
+            return client.post(f"{url}/v2/models/{model}/infer", json=body)
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
 class VersionedTraffic:
     """``clients`` threads sending requests in a loop until the block ends.
 

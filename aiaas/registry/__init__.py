@@ -20,10 +20,10 @@ if TYPE_CHECKING:
         ModelVersion,
         RegisteredModel,
         Signature,
-        TensorSpec,
         VersionRef,
     )
     from aiaas.registry.uri import ModelUri, parse_uri
+    from aiaas.tensors import TensorSpec
 
 _LAZY = {
     "Registry": "aiaas.registry.api",
@@ -33,7 +33,7 @@ _LAZY = {
     "ModelVersion": "aiaas.registry.records",
     "RegisteredModel": "aiaas.registry.records",
     "Signature": "aiaas.registry.records",
-    "TensorSpec": "aiaas.registry.records",
+    "TensorSpec": "aiaas.tensors",
     "VersionRef": "aiaas.registry.records",
     "ModelUri": "aiaas.registry.uri",
     "parse_uri": "aiaas.registry.uri",

@@ -11,24 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from aiaas.registry.uri import version_uri
+from aiaas.tensors import TensorSpec
 
 JsonDict = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """One input or output: V2 datatype and shape, -1 where a dimension is not fixed."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    def to_dict(self) -> JsonDict:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, data: JsonDict) -> TensorSpec:
-        return cls(str(data["name"]), str(data["datatype"]), tuple(int(d) for d in data["shape"]))
 
 
 @dataclass(frozen=True, slots=True)

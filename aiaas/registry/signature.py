@@ -8,26 +8,10 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from aiaas import tensors
 from aiaas.errors import InvalidArgument
-from aiaas.registry.records import Signature, TensorSpec
-
-#: ONNX element type -> Open Inference Protocol datatype.
-ONNX_TO_DATATYPE: dict[int, str] = {
-    TensorProto.BOOL: "BOOL",
-    TensorProto.UINT8: "UINT8",
-    TensorProto.UINT16: "UINT16",
-    TensorProto.UINT32: "UINT32",
-    TensorProto.UINT64: "UINT64",
-    TensorProto.INT8: "INT8",
-    TensorProto.INT16: "INT16",
-    TensorProto.INT32: "INT32",
-    TensorProto.INT64: "INT64",
-    TensorProto.FLOAT16: "FP16",
-    TensorProto.FLOAT: "FP32",
-    TensorProto.DOUBLE: "FP64",
-    TensorProto.STRING: "BYTES",
-    TensorProto.BFLOAT16: "BF16",
-}
+from aiaas.registry.records import Signature
+from aiaas.tensors import TensorSpec
 
 
 def read_signature(path: Path) -> Signature:
@@ -49,9 +33,9 @@ def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
     tensor = value.type.tensor_type
     if not value.type.HasField("tensor_type"):
         raise InvalidArgument(f"ONNX value {value.name!r} is not a tensor; only tensors are served")
-    datatype = ONNX_TO_DATATYPE.get(tensor.elem_type)
+    name = TensorProto.DataType.Name(tensor.elem_type)
+    datatype = tensors.onnx_datatype(name)
     if datatype is None:
-        name = TensorProto.DataType.Name(tensor.elem_type)
         raise InvalidArgument(f"ONNX value {value.name!r} has element type {name}, no V2 datatype")
     if not tensor.HasField("shape"):
         return TensorSpec(value.name, datatype, (-1,))

@@ -16,7 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from aiaas.errors import InvalidArgument
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
-from aiaas.serve.types import TensorSpec
+from aiaas.tensors import TensorSpec
 
 ModelConfig = pb.ModelConfig
 

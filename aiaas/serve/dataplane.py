@@ -21,12 +21,7 @@ from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
 from aiaas.serve.shared_memory import SystemSharedMemory
 from aiaas.serve.stats import statistics_json
-from aiaas.serve.types import (
-    InferOutput,
-    InferRequest,
-    InferResponse,
-    TensorSpec,
-)
+from aiaas.serve.types import InferOutput, InferRequest, InferResponse
 
 SERVER_NAME = "aiaas"
 #: Triton's names for the protocol extensions this server implements. Not
@@ -81,8 +76,8 @@ class DataPlane:
             "name": name,
             "versions": [str(v) for v in sorted(entry_versions)],
             "platform": loaded.config.platform,
-            "inputs": [_spec_json(s) for s in loaded.serving.inputs],
-            "outputs": [_spec_json(s) for s in loaded.serving.outputs],
+            "inputs": [s.to_dict() for s in loaded.serving.inputs],
+            "outputs": [s.to_dict() for s in loaded.serving.outputs],
         }
         if loaded.parameters:
             metadata["parameters"] = dict(loaded.parameters)
@@ -205,20 +200,8 @@ class DataPlane:
         return output
 
 
-def _spec_json(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
-
-
 def _output(name: str, array: np.ndarray) -> InferOutput:
-    datatype = "BYTES" if array.dtype.kind in "OSU" else _NUMPY_DATATYPES[array.dtype.str[1:]]
-    return InferOutput(name, datatype, tuple(array.shape), array)
-
-
-_NUMPY_DATATYPES = {
-    "b1": "BOOL", "u1": "UINT8", "u2": "UINT16", "u4": "UINT32", "u8": "UINT64",
-    "i1": "INT8", "i2": "INT16", "i4": "INT32", "i8": "INT64",
-    "f2": "FP16", "f4": "FP32", "f8": "FP64",
-}  # fmt: skip
+    return InferOutput(name, tensors.datatype_of(array), tuple(array.shape), array)
 
 
 def _config_override(parameters: dict[str, Any]) -> pb.ModelConfig | None:

@@ -293,9 +293,6 @@ class ModelRepository:
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)
 
-    def stats_for(self, name: str, version: int) -> ModelStats | None:
-        return self._stats.get((name, version))
-
 
 def _fingerprints(entry: ModelEntry) -> dict[int, str]:
     return {number: version.fingerprint for number, version in entry.versions.items()}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aiaas.errors import InvalidArgument
 from aiaas.serve.config import DEFAULT_MODEL_FILENAME, datatype_from_config
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
-from aiaas.serve.types import TensorSpec
+from aiaas.tensors import TensorSpec
 
 #: Bound on a model's queue when the config sets none: overload answers 503, never grows.
 DEFAULT_MAX_QUEUE_SIZE = 1024

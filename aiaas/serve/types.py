@@ -13,15 +13,6 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """A model input or output as the protocol shows it: ``-1`` marks a variable dimension."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-
 @dataclass(slots=True)
 class InferInput:
     name: str

@@ -14,7 +14,7 @@ from aiaas.errors import InvalidArgument
 from aiaas.export import ParityError, UnsupportedOperator, export_onnx, export_to_repository
 from aiaas.serve.config import complete, parse_pbtxt
 from aiaas.serve.serving_config import serving_config
-from aiaas.serve.types import TensorSpec
+from aiaas.tensors import TensorSpec
 from tests.export.unsupported_model import drifting, with_custom_op
 
 

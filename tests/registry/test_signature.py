@@ -8,8 +8,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from aiaas.errors import InvalidArgument
-from aiaas.registry.records import Signature, TensorSpec
+from aiaas.registry.records import Signature
 from aiaas.registry.signature import read_signature
+from aiaas.tensors import TensorSpec
 
 
 @pytest.mark.parametrize("datatype", sorted(models.DATATYPES))

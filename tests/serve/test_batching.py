@@ -10,6 +10,7 @@ import httpx
 import models
 import numpy as np
 import pytest
+from traffic import fire
 
 SLOW_DEPTH = 150  # about 30 ms of work per model call on this machine
 
@@ -86,19 +87,6 @@ def request_body(x: np.ndarray, **parameters) -> dict:
     if parameters:
         body["parameters"] = parameters
     return body
-
-
-def fire(url: str, model: str, bodies: list[dict]) -> list[httpx.Response]:
-    """Send all bodies at once, each from its own thread, released together."""
-    start = threading.Barrier(len(bodies))
-
-    def send(body):
-        with httpx.Client(timeout=60) as client:
-            start.wait()
-            return client.post(f"{url}/v2/models/{model}/infer", json=body)
-
-    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-        return list(pool.map(send, bodies))
 
 
 def outputs(response: httpx.Response) -> dict[str, list]:

@@ -6,7 +6,7 @@ import pytest
 
 from aiaas.errors import InvalidArgument
 from aiaas.serve import config, serving_config
-from aiaas.serve.types import TensorSpec
+from aiaas.tensors import TensorSpec
 
 INPUTS = [TensorSpec("x", "FP32", (-1, 4)), TensorSpec("mask", "INT64", (-1, -1))]
 OUTPUTS = [TensorSpec("y", "FP32", (-1, 2))]

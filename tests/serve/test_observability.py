@@ -136,3 +136,24 @@ def test_metrics_port_serves_the_same_metrics(tmp_path, start_server):
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'aiaas_model_ready{model="plain",version="1"} 1.0' in text
     assert httpx.get(f"{server.url}/metrics").status_code == 200
+
+
+def test_a_model_that_failed_to_load_is_ready_0_beside_a_served_one(tmp_path, start_server):
+    repo = tmp_path / "repo"
+    models.save(models.add_sub(), repo, "plain")
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an ONNX model")
+    server = start_server(repo)  # ready: readiness is not strict by default
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        index = {row["name"]: row for row in client.post("/v2/repository/index").json()}
+        assert index["broken"]["state"] == "UNAVAILABLE"
+        assert index["plain"]["state"] == "READY"
+        ready = {
+            labels: value
+            for (name, labels), value in metric_samples(client).items()
+            if name == "aiaas_model_ready"
+        }
+    assert ready == {
+        (("model", "broken"), ("version", "")): 0.0,
+        (("model", "plain"), ("version", "1")): 1.0,
+    }

@@ -15,25 +15,10 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 
+from aiaas import tensors
 from aiaas.errors import InvalidArgument
 from aiaas.serve.serving_config import RuntimeOptions
-from aiaas.serve.types import TensorSpec
-
-_ORT_TYPES: dict[str, str] = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
+from aiaas.tensors import TensorSpec
 
 #: Triton's optimization.graph.level -> ONNX Runtime's optimisation level.
 _GRAPH_LEVELS = {
@@ -100,8 +85,9 @@ def _spinning_entries(spinning: str) -> dict[str, str]:
 
 
 def _spec(arg: Any, kind: str) -> TensorSpec:
-    datatype = _ORT_TYPES.get(arg.type)
-    if datatype is None:
+    # ONNX Runtime writes "tensor(float)"; a sequence or map matches no element type.
+    datatype = tensors.onnx_datatype(arg.type.removeprefix("tensor(").removesuffix(")"))
+    if datatype is None or datatype not in tensors.DATATYPE_TO_NUMPY:
         raise InvalidArgument(f"model {kind} '{arg.name}' has type {arg.type}, which is not served")
     shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape)
     return TensorSpec(arg.name, datatype, shape)
