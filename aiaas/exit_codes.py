@@ -49,8 +49,10 @@ def exit_code_for(error: AiaasError) -> ExitCode:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    """Print one plain line to stderr and return the exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    """Print one plain line to stderr (a message of several lines is joined, as a
+    database driver's often is) and return the exit to raise."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    typer.echo(f"error: {line}", err=True)
     return typer.Exit(int(code))
 
 
