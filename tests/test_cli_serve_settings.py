@@ -192,3 +192,16 @@ def test_a_port_in_use_is_one_line_before_startup_and_exit_4(repository, taken):
     assert "startup complete" not in result.stdout + result.stderr
     assert_port_free(http_port)  # the process that returned left nothing listening
     assert_port_free(grpc_port)
+
+
+def test_the_readme_documents_every_serve_setting():
+    from aiaas.serve.settings import ServerSettings
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### `aiaas serve` flags")[1].split("\n### ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `--")]
+    documented = {row.split("`")[1].split()[0]: row.split("`")[3] for row in rows}
+    assert documented == {
+        "--" + name.replace("_", "-"): f"AIAAS_{name.upper()}"
+        for name in ServerSettings.model_fields
+    }

@@ -24,7 +24,7 @@ from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
 from aiaas.serve.serving_config import ServingConfig
-from aiaas.serve.settings import ControlMode
+from aiaas.serve.settings import ControlMode as ControlMode  # re-exported for its users
 from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
 from aiaas.serve.stats import ModelStats
 

@@ -81,7 +81,7 @@ class ServerSettings(BaseSettings):
         description="models:/NAME@ALIAS or models:/NAME/VERSION from the registry (repeatable).",
     )
     registry_cache_dir: Path | None = Field(
-        None, description="Where --model versions are downloaded (default ~/.aiaas/serve-cache)."
+        None, description="Where --model versions go (default ~/.aiaas/serve-cache/port-HTTP_PORT)."
     )
     registry_poll_secs: float = Field(
         2.0, gt=0, description="How often --model URIs are resolved again."
