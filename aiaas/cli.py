@@ -6,15 +6,12 @@ pulls in torch and every command starts quickly.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
+from aiaas.cli_settings import settings_command
+from aiaas.exit_codes import ExitCode, PlainTyper, fail, fail_with
 from aiaas.registry.cli import models_app
-from aiaas.registry.cli_common import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, ArtifactRoot, RegistryUri
+from aiaas.serve.settings import ServerSettings
 
-app = typer.Typer(
+app = PlainTyper(
     name="aiaas",
     help="From a PyTorch model to a production endpoint.",
     no_args_is_help=True,
@@ -29,105 +26,23 @@ def _root() -> None:
     """From a PyTorch model to a production endpoint."""
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one plain line to stderr and return the exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@app.command()
-def serve(
-    model_repository: Annotated[
-        Path | None, typer.Option("--model-repository", help="Triton-layout model repository.")
-    ] = None,
-    http_port: Annotated[int, typer.Option("--http-port")] = 8000,
-    grpc_port: Annotated[
-        int, typer.Option("--grpc-port", help="inference.GRPCInferenceService; 0 turns it off.")
-    ] = 8001,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    strict_readiness: Annotated[
-        bool, typer.Option("--strict-readiness", help="Not ready until every model is ready.")
-    ] = False,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
-    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes")] = 64 * 1024 * 1024,
-    model_control_mode: Annotated[
-        str, typer.Option("--model-control-mode", help="none | poll | explicit")
-    ] = "none",
-    repository_poll_secs: Annotated[float, typer.Option("--repository-poll-secs")] = 15.0,
-    metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Also serve /metrics on this port.")
-    ] = None,
-    load_model: Annotated[
-        list[str] | None, typer.Option("--load-model", help="Explicit mode: load at start.")
-    ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model", help="models:/NAME@ALIAS or models:/NAME/VERSION from the registry."
-        ),
-    ] = None,
-    registry_uri: RegistryUri = None,
-    artifact_root: ArtifactRoot = None,
-    registry_cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--registry-cache-dir",
-            help="Where --model versions are downloaded (default ~/.aiaas/serve-cache/port-N).",
-            show_default=False,
-        ),
-    ] = None,
-    registry_poll_secs: Annotated[
-        float, typer.Option("--registry-poll-secs", help="How often --model URIs are resolved.")
-    ] = 2.0,
-    admin_token: Annotated[
-        str | None,
-        typer.Option(
-            "--admin-token",
-            envvar="AIAAS_ADMIN_TOKEN",
-            help="Bearer token for alias changes through /v2/registry.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
+def serve(settings: ServerSettings) -> None:
     """Serve a model repository and registry models over the Open Inference Protocol (V2)."""
-    from pydantic import ValidationError
+    from aiaas.errors import AiaasError
+    from aiaas.serve.server import run
 
-    from aiaas.errors import AiaasError, Unavailable
-    from aiaas.serve.server import ServerSettings, run
-
-    if model_repository is None and not model:
-        raise fail("--model-repository or --model is required")
-    if model_repository is not None and not model_repository.is_dir():
-        raise fail(f"model repository {model_repository} is not a directory")
-    try:
-        settings = ServerSettings(
-            model_repository=model_repository,
-            http_port=http_port,
-            grpc_port=grpc_port,
-            host=host,
-            strict_readiness=strict_readiness,
-            log_level=log_level,
-            max_request_bytes=max_request_bytes,
-            model_control_mode=model_control_mode,
-            repository_poll_secs=repository_poll_secs,
-            load_model=load_model or [],
-            metrics_port=metrics_port,
-            registry_uri=registry_uri,
-            artifact_root=artifact_root,
-            registry_models=model or [],
-            registry_cache_dir=registry_cache_dir,
-            registry_poll_secs=registry_poll_secs,
-            admin_token=admin_token,
-        )
-    except ValidationError as error:
-        first = error.errors()[0]
-        flag = "-".join(map(str, first["loc"])).replace("_", "-")
-        raise fail(f"--{flag}: {first['msg']}") from None
+    if settings.model_repository is None and not settings.model:
+        raise fail("--model-repository or --model is required", ExitCode.BAD_INPUT)
+    if settings.model_repository is not None and not settings.model_repository.is_dir():
+        message = f"model repository {settings.model_repository} is not a directory"
+        raise fail(message, ExitCode.NOT_FOUND)
     try:
         run(settings)
-    except AiaasError as error:  # before serving: a --model the registry cannot resolve
-        code = EXIT_UNAVAILABLE if isinstance(error, Unavailable) else EXIT_BAD_INPUT
-        raise fail(error.message, code) from None
+    except AiaasError as error:  # before serving: a port in use, a --model not resolved
+        raise fail_with(error) from None
+
+
+app.command("serve")(settings_command(ServerSettings, serve))
 
 
 # `aiaas train`: aiaas.train.cli imports typer only; torch loads when the command runs.

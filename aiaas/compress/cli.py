@@ -1,19 +1,28 @@
 """`aiaas compress`: prune, distill and quantize a model, measure every variant on held-out
 data, keep the fastest within the accuracy budget.
 
-Imports typer only; torch loads when the command runs. Exit codes: 2 for the
-user's mistakes (files, flags, data that does not fit the model), 1 for a failed
-step (parity, registry).
+Imports typer only; torch loads when the command runs. Exit codes
+(`aiaas.exit_codes`): 2 for the user's mistakes (files, flags, data that does not
+fit the model), 1 for a failed step (parity), 4 for a registry that cannot be reached.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 Repeat = list[str] | None
+# Choices click checks, so a wrong value is one line naming the flag and what it allows.
+SelectBy = Literal["batch16", "batch1", "size"]
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+
+
+class QuantizeMode(StrEnum):
+    DYNAMIC = "dynamic"
+    STATIC = "static"
 
 
 def compress(
@@ -41,20 +50,21 @@ def compress(
     alpha: Annotated[float, typer.Option("--alpha", help="Weight of the soft loss.")] = 0.7,
     distill_epochs: Annotated[int, typer.Option("--distill-epochs")] = 10,
     quantize: Annotated[
-        Repeat, typer.Option("--quantize", help="dynamic or static (repeatable).")
+        list[QuantizeMode] | None,
+        typer.Option("--quantize", help="dynamic or static (repeatable)."),
     ] = None,
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help=".npz for static quantization.")
     ] = None,
     calibration_method: Annotated[
-        str, typer.Option("--calibration-method", help="minmax | entropy | percentile")
+        CalibrationMethod, typer.Option("--calibration-method", help="For static quantization.")
     ] = "minmax",
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor")] = True,
     exclude_op: Annotated[Repeat, typer.Option("--exclude-op", help="Keep in float.")] = None,
     exclude_node: Annotated[Repeat, typer.Option("--exclude-node", help="Keep in float.")] = None,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop")] = 0.01,
     select_by: Annotated[
-        str, typer.Option("--select-by", help="batch16 | batch1 | size")
+        SelectBy, typer.Option("--select-by", help="What fastest means.")
     ] = "batch16",
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads.")] = 1,
     rounds: Annotated[int, typer.Option("--rounds", help="Latency samples per variant.")] = 30,
@@ -72,13 +82,15 @@ def compress(
 ) -> None:
     """Compress a model and keep the fastest variant within --max-accuracy-drop."""
     from aiaas.compress.command import CompressRequest, run
-    from aiaas.errors import AiaasError, InvalidArgument
+    from aiaas.errors import AiaasError
+    from aiaas.exit_codes import fail_with
 
     request = CompressRequest(
         model=model, eval_data=eval_data, out=out, weights=weights, name=name, prune=prune,
         train=train, epochs=epochs, lr=lr, distill=distill, student_weights=student_weights,
         temperature=temperature, alpha=alpha, distill_epochs=distill_epochs,
-        quantize=quantize or [], calibration=calibration, calibration_method=calibration_method,
+        quantize=[mode.value for mode in quantize or []], calibration=calibration,
+        calibration_method=calibration_method,
         per_channel=per_channel, exclude_ops=exclude_op or [], exclude_nodes=exclude_node or [],
         max_accuracy_drop=max_accuracy_drop, select_by=select_by, threads=threads, rounds=rounds,
         report=report, output_names=output_name or [], dynamic_axes=dynamic_axis or [],
@@ -86,9 +98,5 @@ def compress(
     )  # fmt: skip
     try:
         run(request)
-    except InvalidArgument as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     except AiaasError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise fail_with(error) from None

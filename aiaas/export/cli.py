@@ -1,26 +1,23 @@
 """`aiaas export`: a PyTorch model in, a parity-checked model-repository entry out.
 
 Imports typer only; torch loads when the command runs, so registering the command
-in `aiaas.cli` costs `aiaas serve` nothing. Exit codes: 2 for the user's mistakes
-(files, flags, shapes), 1 for an export that failed (parity, unsupported operator).
+in `aiaas.cli` costs `aiaas serve` nothing. Exit codes (`aiaas.exit_codes`): 2 for
+the user's mistakes (files, flags, shapes), 1 for an export that failed (parity,
+unsupported operator), 4 when the registry of --register cannot be reached.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 if TYPE_CHECKING:
     from aiaas.export.api import ExportReport
 
+Optimization = Literal["extended", "basic", "none"]
 _MODEL_HELP = "module.path:factory (returns an nn.Module) or a torch.export .pt2 program file"
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def export(
@@ -47,7 +44,7 @@ def export(
     version: Annotated[int | None, typer.Option("--version", help="Default: next.")] = None,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size")] = 32,
     optimization: Annotated[
-        str, typer.Option("--optimization", help="extended | basic | none")
+        Optimization, typer.Option("--optimization", help="ONNX Runtime graph optimisation.")
     ] = "extended",
     atol: Annotated[float, typer.Option("--atol")] = 1e-4,
     rtol: Annotated[float, typer.Option("--rtol")] = 1e-3,
@@ -59,7 +56,8 @@ def export(
     ] = None,
 ) -> None:
     """Export a PyTorch model to ONNX, check parity with PyTorch, write a repository entry."""
-    from aiaas.errors import AiaasError, InvalidArgument
+    from aiaas.errors import AiaasError
+    from aiaas.exit_codes import fail_with
 
     try:
         report = _run(
@@ -71,10 +69,8 @@ def export(
 
             uri = register_export(report, register, registry, recipe={"export": {"model": model}})
             typer.echo(f"registered {uri}")
-    except InvalidArgument as error:
-        raise fail(str(error), 2) from None
-    except AiaasError as error:  # a failed export (parity, operator) or registry write
-        raise fail(str(error), 1) from None
+    except AiaasError as error:  # a bad input, a failed export or registry write
+        raise fail_with(error) from None
 
 
 def _run(

@@ -17,13 +17,16 @@ from typing import Annotated, Any
 
 import typer
 
+from aiaas.exit_codes import ExitCode, fail
+from aiaas.federated.config import StrategyName
+
 federated_app = typer.Typer(
     help="Federated learning on Flower, from a train SPEC.", no_args_is_help=True
 )
 Opt = typer.Option
 SpecArg = Annotated[Path, typer.Argument(help="SPEC file (TOML), with a [federated] section.")]
 Rounds = Annotated[int | None, Opt(help="Federated rounds.")]
-Strategy = Annotated[str | None, Opt(help="fedavg | fedprox | fedadam.")]
+Strategy = Annotated[StrategyName | None, Opt(help="Aggregation strategy.")]
 Mu = Annotated[float | None, Opt("--proximal-mu", help="FedProx proximal weight.")]
 ServerLr = Annotated[float | None, Opt("--server-lr", help="FedAdam server learning rate.")]
 Tau = Annotated[float | None, Opt(help="FedAdam adaptivity (tau).")]
@@ -128,7 +131,7 @@ def simulate(
                 on_partitioned=_histogram,
             )
     except FederationFailed as error:
-        raise _fail(str(error), 1) from None
+        raise fail(str(error), ExitCode.FAILED) from None
     _summary(result.run.root, result.outcome.metrics, result.published)
 
 
@@ -236,7 +239,7 @@ def server(
             )
         )
     except deploy.DeploymentFailed as error:
-        raise _fail(str(error), 1) from None
+        raise fail(str(error), ExitCode.FAILED) from None
     if outcome["state"] == "stopped":
         typer.echo(f"stopped after round {outcome['last_round']}; continue with --resume")
         return
@@ -282,8 +285,9 @@ def client(
         )
     )
     if not connected:
-        raise _fail(
-            f"cannot reach the Flower server at {server} after {retries} attempts (log: {log})", 1
+        raise fail(
+            f"cannot reach the Flower server at {server} after {retries} attempts (log: {log})",
+            ExitCode.UNAVAILABLE,
         )
     typer.echo(f"client {identity}: the server closed the federation (log: {log})")
 
@@ -318,7 +322,7 @@ class _errors:
         from aiaas.train.config import ConfigError
 
         if isinstance(error, ConfigError):
-            raise _fail(str(error), 2) from None
+            raise fail(str(error), ExitCode.BAD_INPUT) from None
 
 
 def _tls(certificates: Path | None, insecure: bool, *, server: bool) -> Any:
@@ -371,8 +375,3 @@ def _summary(run_dir: Path, metrics: dict[str, Any], published: dict[str, Any]) 
     )
     for key, value in published.items():
         typer.echo(f"{key}: {value}")
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)

@@ -24,16 +24,11 @@ from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
 from aiaas.serve.serving_config import ServingConfig
+from aiaas.serve.settings import ControlMode as ControlMode  # re-exported for its users
 from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
 from aiaas.serve.stats import ModelStats
 
 log = logging.getLogger(__name__)
-
-
-class ControlMode(StrEnum):
-    NONE = "none"
-    POLL = "poll"
-    EXPLICIT = "explicit"
 
 
 class State(StrEnum):

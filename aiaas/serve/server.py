@@ -10,59 +10,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Generator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client import start_http_server
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol.grpc import GrpcFrontEnd
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
-from aiaas.serve.repository import ControlMode, ModelRepository
+from aiaas.serve.repository import ModelRepository
+from aiaas.serve.settings import ControlMode, ServerSettings
 from aiaas.serve.sources import DirectorySource, ModelSource
+
+__all__ = ["Server", "ServerSettings", "run"]
 
 if TYPE_CHECKING:
     from aiaas.serve.from_registry import RegistryServing
 
 log = logging.getLogger("aiaas.serve")
-
-
-class ServerSettings(BaseSettings):
-    """Server settings; flags follow tritonserver's, environment variables use AIAAS_."""
-
-    model_config = SettingsConfigDict(env_prefix="AIAAS_")
-
-    model_repository: Path | None = None
-    host: str = "127.0.0.1"
-    http_port: int = Field(8000, ge=0, le=65535)
-    #: tritonserver's default; 0 turns the gRPC front end off.
-    grpc_port: int = Field(8001, ge=0, le=65535)
-    strict_readiness: bool = False
-    log_level: str = "info"
-    max_request_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    model_control_mode: ControlMode = ControlMode.NONE
-    repository_poll_secs: float = Field(15.0, gt=0)
-    load_model: list[str] = Field(default_factory=list)
-    shutdown_timeout_s: float = Field(30.0, ge=0)
-    metrics_port: int | None = Field(None, ge=0, le=65535)
-    #: Serving from the registry (aiaas.serve.from_registry): `models:/NAME@ALIAS` URIs.
-    registry_uri: str | None = None
-    artifact_root: str | None = None
-    registry_models: list[str] = Field(default_factory=list)
-    registry_cache_dir: Path | None = None
-    registry_poll_secs: float = Field(2.0, gt=0)
-    admin_token: str | None = None
 
 
 class Server:
@@ -96,7 +72,7 @@ class Server:
     def _open_registry(self, others: list[ModelSource]) -> RegistryServing | None:
         """Only when one is configured: a server without a registry never loads SQLAlchemy."""
         settings = self.settings
-        if settings.registry_uri is None and not settings.registry_models:
+        if settings.registry_uri is None and not settings.model:
             return None
         # Alembic's INFO lines on opening the database are no news about serving.
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -105,7 +81,7 @@ class Server:
         return RegistryServing.open(
             settings.registry_uri,
             settings.artifact_root,
-            settings.registry_models,
+            settings.model,
             cache_dir=settings.registry_cache_dir or default_cache_dir(settings.http_port),
             poll_secs=settings.registry_poll_secs,
             admin_token=settings.admin_token,
@@ -131,8 +107,6 @@ class Server:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.repository.start(self.settings.load_model)
-        if self.settings.metrics_port:
-            start_http_server(self.settings.metrics_port, self.settings.host, self.metrics)
         if self.settings.model_control_mode == ControlMode.POLL:
             self._poller = asyncio.create_task(self._poll())
         if self.registry is not None:
@@ -164,21 +138,32 @@ class Server:
                 log.exception("repository poll failed")
 
     async def serve(self) -> None:
-        config = uvicorn.Config(
-            self.rest.with_fast_infer(self.http_app()),
-            host=self.settings.host,
-            port=self.settings.http_port,
-            log_level=self.settings.log_level.lower(),
-            access_log=False,
-            loop="none",
-            http="httptools",
-            timeout_graceful_shutdown=self.settings.shutdown_timeout_s,
-            lifespan="on",
-            proxy_headers=False,
-            server_header=False,
-        )
-        http = _HttpServer(config, on_signal=self._stop_grpc)
-        await http.serve()
+        """Take every port first, so that one in use is an `Unavailable` before a model
+        loads or "startup complete" is logged, and the process leaves nothing behind."""
+        settings = self.settings
+        http_socket = _listen(settings.host, settings.http_port, "HTTP")
+        try:
+            if self.grpc is not None:
+                self.grpc.bind()
+            if settings.metrics_port:
+                _start_metrics(settings.metrics_port, settings.host, self.metrics)
+            config = uvicorn.Config(
+                self.rest.with_fast_infer(self.http_app()),
+                host=settings.host,
+                port=http_socket.getsockname()[1],
+                log_level=settings.log_level.lower(),
+                access_log=False,
+                loop="none",
+                http="httptools",
+                timeout_graceful_shutdown=settings.shutdown_timeout_s,
+                lifespan="on",
+                proxy_headers=False,
+                server_header=False,
+            )
+            http = _HttpServer(config, on_signal=self._stop_grpc)
+            await http.serve(sockets=[http_socket])
+        finally:
+            http_socket.close()
 
     def _stop_grpc(self) -> None:
         """On a signal gRPC stops taking RPCs at once and drains alongside HTTP."""
@@ -214,6 +199,23 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = error.detail if error.status_code != 404 else f"no route for {request.url.path}"
     return json_response({"error": detail}, error.status_code)
+
+
+def _listen(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise Unavailable(f"cannot listen for {what} on {host}:{port}: {reason}") from None
+
+
+def _start_metrics(port: int, host: str, registry: Any) -> None:
+    try:
+        start_http_server(port, host, registry)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise Unavailable(f"cannot listen for metrics on {host}:{port}: {reason}") from None
 
 
 def run(settings: ServerSettings, **kwargs: Any) -> None:

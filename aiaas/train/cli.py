@@ -15,6 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
+from aiaas.exit_codes import ExitCode, fail
+from aiaas.train.config import OptimizerName, Precision, Schedule, Strategy
+
 _FLAG_KEYS = {
     "model": "model.factory",
     "dataset": "data.dataset",
@@ -53,16 +56,16 @@ def train(
     model: Annotated[str | None, Opt(help="Model factory, module:function.")] = None,
     dataset: Annotated[str | None, Opt(help="Dataset factory (module:function) or .npz.")] = None,
     loss: Annotated[str | None, Opt(help="cross_entropy | mse | module:function.")] = None,
-    optimizer: Annotated[str | None, Opt(help="sgd | adam | adamw.")] = None,
+    optimizer: Annotated[OptimizerName | None, Opt(help="Optimizer.")] = None,
     lr: Annotated[float | None, Opt(help="Peak learning rate.")] = None,
-    schedule: Annotated[str | None, Opt(help="constant | linear | cosine.")] = None,
+    schedule: Annotated[Schedule | None, Opt(help="Learning-rate schedule.")] = None,
     steps: Annotated[int | None, Opt(help="Optimizer steps in the whole run.")] = None,
     epochs: Annotated[int | None, Opt(help="Epochs, instead of --steps.")] = None,
     global_batch_size: Annotated[int | None, Opt(help="Samples per step, all workers.")] = None,
     grad_accumulation: Annotated[int | None, Opt(help="Micro-batches per step.")] = None,
-    precision: Annotated[str | None, Opt(help="fp32 | bf16.")] = None,
+    precision: Annotated[Precision | None, Opt(help="Training precision.")] = None,
     seed: Annotated[int | None, Opt()] = None,
-    strategy: Annotated[str | None, Opt(help="ddp | fsdp.")] = None,
+    strategy: Annotated[Strategy | None, Opt(help="Data parallelism.")] = None,
     nproc: Annotated[int | None, Opt("--nproc", help="Workers on this node.")] = None,
     nnodes: Annotated[str | None, Opt(help="N or MIN:MAX nodes (elastic).")] = None,
     node_rank: Annotated[int | None, Opt(help="This node's rank (0 hosts).")] = None,
@@ -94,14 +97,15 @@ def train(
 
         check_can_start(job)
     except ConfigError as error:
-        raise _fail(str(error), 2) from None
+        raise fail(str(error), ExitCode.BAD_INPUT) from None
     worker_args = [str(spec) if spec is not None else "-"]
     for key, value in overrides:
         worker_args += ["--set", format_override(key, value)]
     try:
         launch(job, worker_args)
     except TrainingFailed as error:
-        raise _fail(str(error), 2 if error.exit_code == 2 else 1) from None
+        code = ExitCode.BAD_INPUT if error.exit_code == 2 else ExitCode.FAILED
+        raise fail(str(error), code) from None
     _summarize(Path(job.run_path))
 
 
@@ -124,11 +128,6 @@ def _summarize(run_dir: Path) -> None:
         return
     outcome = json.loads(published.read_text())
     if "error" in outcome:
-        raise _fail(f"training finished but export failed: {outcome['error']}", 1)
+        raise fail(f"training finished but export failed: {outcome['error']}", ExitCode.FAILED)
     for key, value in outcome.items():
         typer.echo(f"{key}: {value}")
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)

@@ -72,8 +72,8 @@ def test_aliases_move_and_resolve(cli, onnx_file):
     assert json.loads(cli("alias", "list", "m", "--json").stdout) == {"canary": 1, "production": 2}
     assert json.loads(cli("show", "models:/m@production", "--json").stdout)["version"] == 2
     cli("alias", "delete", "m", "canary")
-    cli("show", "models:/m@canary", code=1)
-    cli("alias", "set", "m", "production", "7", code=1)
+    cli("show", "models:/m@canary", code=3)
+    cli("alias", "set", "m", "production", "7", code=3)
     cli("alias", "set", "m", "latest", "1", code=2)
 
 
@@ -99,10 +99,10 @@ def test_delete_refuses_an_aliased_version_and_numbers_are_not_reused(cli, onnx_
     cli("delete", "models:/m", code=2)
     cli("alias", "delete", "m", "production")
     cli("delete", "models:/m/2")
-    cli("show", "models:/m/2", code=1)
+    cli("show", "models:/m/2", code=3)
     assert json.loads(cli("register", "m", onnx_file("m3"), "--json").stdout)["version"] == 3
     cli("delete", "models:/m")
-    cli("show", "models:/m", code=1)
+    cli("show", "models:/m", code=3)
 
 
 def test_download_verifies_and_refuses_a_non_empty_destination(cli, onnx_file, tmp_path):
@@ -129,7 +129,7 @@ def test_lineage_shows_ancestors_and_descendants(cli, onnx_file):
     text = cli("lineage", "models:/base/1").stdout
     assert "models:/pruned/1" in text
     assert "models:/int8/1" in text
-    cli("register", "x", onnx_file("x"), "--parent", "models:/base/9", code=1)
+    cli("register", "x", onnx_file("x"), "--parent", "models:/base/9", code=3)
 
 
 def test_lineage_keeps_a_deleted_parent(cli, onnx_file):
@@ -184,7 +184,7 @@ def test_create_refuses_a_taken_name(cli):
     failed = cli("create", "m", code=2)
     assert failed.stderr == "error: model 'm' already exists\n"
     assert json.loads(cli("show", "models:/m", "--json").stdout)["version_count"] == 0
-    cli("show", "models:/m/latest", code=1)
+    cli("show", "models:/m/latest", code=3)
 
 
 @pytest.mark.parametrize(
@@ -216,13 +216,13 @@ def test_bad_input_is_one_line_and_exit_2(cli, onnx_file, tmp_path, args, messag
     assert result.stdout == ""
 
 
-def test_unknown_model_or_version_exits_1(cli, onnx_file):
-    assert cli("show", "models:/nope/1", code=1).stderr == "error: model 'nope' not found\n"
+def test_unknown_model_or_version_exits_3(cli, onnx_file):
+    assert cli("show", "models:/nope/1", code=3).stderr == "error: model 'nope' not found\n"
     cli("register", "m", onnx_file("m"))
-    assert cli("show", "models:/m/5", code=1).stderr == "error: models:/m/5 not found\n"
-    cli("versions", "nope", code=1)
-    cli("lineage", "models:/m@prod", code=1)
-    cli("alias", "delete", "m", "prod", code=1)
+    assert cli("show", "models:/m/5", code=3).stderr == "error: models:/m/5 not found\n"
+    cli("versions", "nope", code=3)
+    cli("lineage", "models:/m@prod", code=3)
+    cli("alias", "delete", "m", "prod", code=3)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -241,4 +241,4 @@ def test_the_aiaas_command_runs_models_from_a_fresh_process(registry_uri, artifa
         [*command, "show", "models:/m/9", *flags],
         capture_output=True, text=True, env=env, cwd=ROOT, check=False,
     )  # fmt: skip
-    assert (failed.returncode, failed.stderr) == (1, "error: models:/m/9 not found\n")
+    assert (failed.returncode, failed.stderr) == (3, "error: models:/m/9 not found\n")

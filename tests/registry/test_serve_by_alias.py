@@ -223,8 +223,8 @@ def _serve_and_fail(registry_uri: str, artifact_root: str, home: Path, *uris: st
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
 
 
-def _one_error_line(result: subprocess.CompletedProcess, *expected: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
+def _one_error_line(result: subprocess.CompletedProcess, code: int, *expected: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
@@ -240,22 +240,22 @@ def _one_error_line(result: subprocess.CompletedProcess, *expected: str) -> None
         ("models:/nope@production", ("model 'nope' not found",)),
     ],
 )
-def test_an_unknown_model_or_alias_at_startup_is_exit_2(
+def test_an_unknown_model_or_alias_at_startup_is_exit_3(
     register, cli, registry_uri, artifact_root, tmp_path, uri, expected
 ):
     register("mlp", 1)
     cli("alias", "set", "mlp", "production", 1)
     result = _serve_and_fail(registry_uri, artifact_root, tmp_path / "home", uri)
-    _one_error_line(result, *expected)
+    _one_error_line(result, 3, *expected)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_bad_uri_at_startup_is_exit_2(artifact_root, registry_uri, tmp_path):
     home = tmp_path / "home"
     _one_error_line(
-        _serve_and_fail(registry_uri, artifact_root, home, "mlp@production"), "invalid model URI"
+        _serve_and_fail(registry_uri, artifact_root, home, "mlp@production"), 2, "invalid model URI"
     )
     _one_error_line(
-        _serve_and_fail("bogus://x", artifact_root, home, PRODUCTION), "unsupported registry URI"
+        _serve_and_fail("bogus://x", artifact_root, home, PRODUCTION), 2, "unsupported registry URI"
     )
     assert not home.exists()

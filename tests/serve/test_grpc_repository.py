@@ -188,7 +188,8 @@ def test_a_grpc_port_in_use_fails_the_start_instead_of_being_shared(tmp_path, st
         ],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
-    assert second.returncode != 0
-    assert f"gRPC cannot listen on 127.0.0.1:{first.grpc_port}" in second.stderr
+    assert second.returncode == 4  # unavailable, in aiaas/exit_codes.py's table
+    assert second.stderr.startswith(f"error: cannot listen for gRPC on 127.0.0.1:{first.grpc_port}")
+    assert second.stderr.count("\n") == 1, second.stderr
     with grpcclient.InferenceServerClient(f"127.0.0.1:{first.grpc_port}") as client:
         assert client.is_server_live()

@@ -64,7 +64,7 @@ def spec_with(tmp_path: Path, old: str, new: str) -> Path:
         (
             "seed = 7",
             "seed = 7",
-            ["--strategy", "zero3"],
+            ["--set", "parallel.strategy=zero3"],
             "error: parallel.strategy: 'zero3' is not one of ddp, fsdp",
         ),
         (

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
-from aiaas.errors import AiaasError, InvalidArgument, NotFound
+from aiaas.errors import AiaasError, InvalidArgument, NotFound, Unavailable
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import grpc_codec as codec
 from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
@@ -304,6 +305,24 @@ async def _until(requests: AsyncIterator[Item], stopping: asyncio.Event) -> Asyn
             following.cancel()
 
 
+@contextlib.contextmanager
+def _core_log_silenced() -> Iterator[None]:
+    """gRPC's C core logs a failed bind to file descriptor 2 itself; the caller reports it
+    as one line instead. GRPC_VERBOSITY set by the user lets the core's words through."""
+    if os.environ.get("GRPC_VERBOSITY"):
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class GrpcFrontEnd:
     """The gRPC server: built on the running event loop, stopped gracefully once."""
 
@@ -318,9 +337,17 @@ class GrpcFrontEnd:
         self._stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Bind and start serving; refused when a stop was asked for first."""
+        """Start serving (binding first if `bind` was not called); refused when a stop
+        was asked for first."""
         if self._stopping is not None:
             return
+        server = self._server or self.bind()
+        await server.start()
+        log.info("gRPC inference service listening on %s", self.address)
+
+    def bind(self) -> grpc.aio.Server:
+        """Build the server and take the port, before anything else starts, so that a
+        port in use is one `Unavailable` at startup rather than a failure after loading."""
         server = grpc.aio.server(
             options=[
                 # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
@@ -334,12 +361,15 @@ class GrpcFrontEnd:
         servicer = self._servicer
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         try:
-            server.add_insecure_port(self.address)
-        except RuntimeError as error:
-            raise RuntimeError(f"gRPC cannot listen on {self.address}: {error}") from None
-        await server.start()
+            with _core_log_silenced():
+                server.add_insecure_port(self.address)
+        except RuntimeError:
+            raise Unavailable(
+                f"cannot listen for gRPC on {self.address}: the port is in use"
+                " or the address is not this machine's"
+            ) from None
         self._server = server
-        log.info("gRPC inference service listening on %s", self.address)
+        return server
 
     def begin_stop(self, grace_s: float) -> None:
         """Stop taking RPCs now; those in flight get up to ``grace_s`` to finish."""

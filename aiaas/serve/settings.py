@@ -1,0 +1,98 @@
+"""What `aiaas serve` can be told, declared once.
+
+Each field is a flag (`--http-port`), an environment variable (`AIAAS_HTTP_PORT`)
+and a default at once: `aiaas serve`'s options are generated from this class
+(aiaas/cli_settings.py), so adding a setting is one line here. Flags beat the
+environment, which beats the defaults. Imports pydantic only, so that building the
+command costs the other commands nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ControlMode(StrEnum):
+    NONE = "none"
+    POLL = "poll"
+    EXPLICIT = "explicit"
+
+
+class LogLevel(StrEnum):
+    """uvicorn's levels (it adds TRACE to logging when imported)."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+    TRACE = "trace"
+
+
+#: A list from the environment is comma-separated (`AIAAS_LOAD_MODEL=mlp,resnet`).
+Names = Annotated[list[str], NoDecode]
+
+
+class ServerSettings(BaseSettings):
+    """Server settings; flags follow tritonserver's, environment variables use AIAAS_."""
+
+    model_config = SettingsConfigDict(env_prefix="AIAAS_", use_enum_values=False)
+
+    model_repository: Path | None = Field(None, description="Triton-layout model repository.")
+    host: str = Field("127.0.0.1", description="Address the HTTP and gRPC ports listen on.")
+    http_port: int = Field(8000, ge=0, le=65535, description="Open Inference Protocol over HTTP.")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535, description="inference.GRPCInferenceService; 0 turns it off."
+    )
+    strict_readiness: bool = Field(False, description="Not ready until every model is ready.")
+    log_level: LogLevel = Field(LogLevel.INFO, description="Server log level.")
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Largest request body (HTTP) or message (gRPC)."
+    )
+    model_control_mode: ControlMode = Field(
+        ControlMode.NONE, description="none: load all at start; poll: follow the folder; "
+        "explicit: load and unload through the API."
+    )  # fmt: skip
+    repository_poll_secs: float = Field(
+        15.0, gt=0, description="How often poll mode rescans the repository."
+    )
+    load_model: Names = Field(
+        default_factory=list, description="Explicit mode: load this model at start (repeatable)."
+    )
+    shutdown_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long requests in flight may take to finish."
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Also serve /metrics on this port."
+    )
+    registry_uri: str | None = Field(
+        None, description="Registry database for --model (default ~/.aiaas/registry.db)."
+    )
+    artifact_root: str | None = Field(
+        None, description="Registry artifact store (default: next to the SQLite file)."
+    )
+    model: Names = Field(
+        default_factory=list,
+        description="models:/NAME@ALIAS or models:/NAME/VERSION from the registry (repeatable).",
+    )
+    registry_cache_dir: Path | None = Field(
+        None, description="Where --model versions go (default ~/.aiaas/serve-cache/port-HTTP_PORT)."
+    )
+    registry_poll_secs: float = Field(
+        2.0, gt=0, description="How often --model URIs are resolved again."
+    )
+    admin_token: str | None = Field(
+        None, description="Bearer token for alias changes through /v2/registry."
+    )
+
+    @field_validator("load_model", "model", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
