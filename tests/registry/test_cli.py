@@ -217,8 +217,8 @@ def test_bad_input_is_one_line_and_exit_2(cli, onnx_file, tmp_path, args, messag
 
 
 def test_unknown_model_or_version_exits_1(cli, onnx_file):
-    assert cli("show", "models:/nope/1", code=1).stderr == "error: model 'nope' not found\n"
     cli("register", "m", onnx_file("m"))
+    assert cli("show", "models:/nope/1", code=1).stderr == "error: model 'nope' not found\n"
     assert cli("show", "models:/m/5", code=1).stderr == "error: models:/m/5 not found\n"
     cli("versions", "nope", code=1)
     cli("lineage", "models:/m@prod", code=1)
