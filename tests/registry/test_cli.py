@@ -51,7 +51,11 @@ def test_list_show_and_versions(cli, onnx_file):
         ("a", 2, 2),
         ("b", 1, 1),
     ]
-    assert "models:/a/2" in cli("versions", "a").stdout
+    assert [line.split()[0] for line in cli("versions", "a").stdout.splitlines()] == [
+        "version",
+        "1",
+        "2",
+    ]
     assert [v["version"] for v in json.loads(cli("versions", "a", "--json").stdout)] == [1, 2]
     shown = json.loads(cli("show", "models:/a", "--json").stdout)
     assert [v["uri"] for v in shown["versions"]] == ["models:/a/1", "models:/a/2"]
