@@ -44,6 +44,8 @@ _FLAG_KEYS = {
 }
 
 Opt = typer.Option
+#: As a shell reports a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 def train(
@@ -90,7 +92,7 @@ def train(
     try:
         overrides = _overrides(flags, parse_override)
         job = load_job_config(spec, overrides)
-        from aiaas.train.launch import TrainingFailed, check_can_start, launch
+        from aiaas.train.launch import Interrupted, TrainingFailed, check_can_start, launch
 
         check_can_start(job)
     except ConfigError as error:
@@ -102,6 +104,8 @@ def train(
         launch(job, worker_args)
     except TrainingFailed as error:
         raise _fail(str(error), 2 if error.exit_code == 2 else 1) from None
+    except Interrupted as error:
+        raise _fail(str(error), EXIT_INTERRUPTED) from None
     _summarize(Path(job.run_path))
 
 
