@@ -21,6 +21,8 @@ federated_app = typer.Typer(
     help="Federated learning on Flower, from a train SPEC.", no_args_is_help=True
 )
 Opt = typer.Option
+#: As a shell reports a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 SpecArg = Annotated[Path, typer.Argument(help="SPEC file (TOML), with a [federated] section.")]
 Rounds = Annotated[int | None, Opt(help="Federated rounds.")]
 Strategy = Annotated[str | None, Opt(help="fedavg | fedprox | fedadam.")]
@@ -129,7 +131,23 @@ def simulate(
             )
     except FederationFailed as error:
         raise _fail(str(error), 1) from None
+    except KeyboardInterrupt:
+        raise _fail(_interrupted(fjob), EXIT_INTERRUPTED) from None
     _summary(result.run.root, result.outcome.metrics, result.published)
+
+
+def _interrupted(fjob: Any) -> str:
+    """Ctrl-C: the last round whose checkpoint is safe, and how to go on from it."""
+    from aiaas.federated.rundir import FederatedRunDir
+
+    run = FederatedRunDir(fjob.run_path)
+    last = run.latest_round()
+    if last is None:
+        return "interrupted before the first round ended; run it again to start over"
+    return (
+        f"interrupted after round {last} of {fjob.federated.rounds}; add --resume to continue "
+        f"from its checkpoint ({run.checkpoints / f'round-{last:04d}.pt'})"
+    )
 
 
 @federated_app.command("partition")
