@@ -25,15 +25,15 @@ CLIENT_EXIT_S = 30
 
 
 def _start(tmp_path: Path, name: str, *args: str, new_group: bool = False):
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed by the caller's wait
-    process = subprocess.Popen(
-        [PYTHON, "-m", "aiaas.cli", "federated", *args],
-        cwd=ROOT, stdout=log, stderr=subprocess.PIPE if new_group else subprocess.STDOUT,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
-        start_new_session=new_group,
-    )  # fmt: skip
-    log.close()
-    return process
+    """`aiaas federated ARGS`, output to NAME.log (stderr apart, in its own process group,
+    with `new_group`: a terminal's Ctrl-C goes to the whole foreground group)."""
+    with open(tmp_path / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [PYTHON, "-m", "aiaas.cli", "federated", *args],
+            cwd=ROOT, stdout=log, stderr=subprocess.PIPE if new_group else subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+            start_new_session=new_group,
+        )  # fmt: skip
 
 
 def _kill(processes: list[subprocess.Popen[bytes]]) -> None:
