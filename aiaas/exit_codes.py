@@ -34,6 +34,8 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     #: A registry that cannot be reached, a port in use: retrying later may succeed.
     UNAVAILABLE = 4
+    #: Stopped by Ctrl-C, as a shell reports a command ended by SIGINT (128 + 2).
+    INTERRUPTED = 130
 
 
 def exit_code_for(error: AiaasError) -> ExitCode:

@@ -7,6 +7,7 @@ numerical or shape error in a converted model surfaces only in production.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ import torch
 from aiaas.errors import InvalidArgument
 from aiaas.export import convert, optimize, parity
 from aiaas.export import repository as layout
-from aiaas.export.errors import ParityError
+from aiaas.export.errors import ExportFailed, ParityError
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,14 @@ class ExportReport:
     output_names: tuple[str, ...] = ()
     #: ONNX Runtime optimisation level baked into the file: extended, basic or none.
     optimization: str = "none"
-    #: Why a stronger optimisation level was not kept (parity broke), if it was not.
+    #: Why a stronger optimisation level was not kept (parity broke), if it was not; why
+    #: the TorchScript-based exporter was used, if it was.
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: torch's exporter that wrote the file: "dynamo" (torch.export), or "torchscript" where
+    #: torch.export could not keep a requested axis dynamic (recurrent layers).
+    exporter: str = "dynamo"
+    #: Parity was also checked at these lengths of the axes beyond the batch ("x[1]=13").
+    other_lengths: tuple[str, ...] = ()
 
 
 def export_onnx(
@@ -62,19 +69,19 @@ def export_onnx(
     axes = _axes(example_inputs, dynamic_axes or {})
     inference_mode(model)
     names = _output_names(model, example_inputs, output_names)
-    program = convert.trace(model, example_inputs, axes)
     with tempfile.TemporaryDirectory(prefix="aiaas-export-") as workdir:
         raw = Path(workdir) / "raw.onnx"
-        convert.to_onnx(program, raw, list(example_inputs), names)
+        exporter, notes = _convert(model, example_inputs, axes, names, raw)
         baseline = parity.check(
-            model, raw, example_inputs, names, atol=atol, rtol=rtol, batch_sizes=batch_sizes
-        )
+            model, raw, example_inputs, names, atol=atol, rtol=rtol, batch_sizes=batch_sizes,
+            dynamic_axes=axes,
+        )  # fmt: skip
         if baseline.failure:
             raise ParityError(
                 f"ONNX export differs from PyTorch beyond atol={atol:g}, rtol={rtol:g}: "
                 f"{baseline.failure} (max rel error {baseline.max_rel_error:.3g})"
             )
-        chosen, result, notes = raw, baseline, []
+        chosen, result = raw, baseline
         for level in optimize.levels_from(optimization):
             candidate = optimize.optimize(raw, Path(workdir) / f"{level}.onnx", level)
             checked = parity.check(
@@ -85,6 +92,7 @@ def export_onnx(
                 atol=atol,
                 rtol=rtol,
                 batch_sizes=batch_sizes,
+                dynamic_axes=axes,
             )
             if checked.failure is None:
                 chosen, result, optimization = candidate, checked, level
@@ -105,7 +113,34 @@ def export_onnx(
         output_names=tuple(names),
         optimization=optimization,
         notes=tuple(notes),
+        exporter=exporter,
+        other_lengths=result.other_lengths,
     )
+
+
+def _convert(
+    model: torch.nn.Module,
+    example_inputs: Mapping[str, torch.Tensor],
+    axes: Mapping[str, Sequence[int]],
+    names: Sequence[str],
+    raw: Path,
+) -> tuple[str, list[str]]:
+    """Export to ``raw`` with the dynamo exporter, or with the TorchScript-based one where
+    torch.export cannot keep a requested axis dynamic; returns which, and why if not dynamo."""
+    try:
+        program = convert.trace(model, example_inputs, axes)
+    except ExportFailed as error:
+        if not convert.pins_a_requested_axis(error, axes):
+            raise
+        convert.to_onnx_torchscript(model, example_inputs, raw, axes, names)
+        found = re.search(r"Constraints violated[^!]*", error.message)
+        reason = found.group(0) if found else error.message
+        return "torchscript", [
+            f"torch.export could not keep the requested dynamic axes ({reason}); exported "
+            "with torch's TorchScript-based exporter (dynamo=False) instead"
+        ]
+    convert.to_onnx(program, raw, list(example_inputs), names)
+    return "dynamo", []
 
 
 def export_to_repository(

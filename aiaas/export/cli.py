@@ -104,9 +104,10 @@ def _run(
         dynamic_axes=examples.parse_dynamic_axes(dynamic_axis),
         atol=atol, rtol=rtol, optimization=optimization,
     )  # fmt: skip
+    lengths = f" and at {', '.join(report.other_lengths)}" if report.other_lengths else ""
     typer.echo(
         f"exported {report.path} (ONNX Runtime optimisation: {report.optimization}); parity on "
-        f"examples and batch sizes {', '.join(map(str, report.batch_sizes))}: "
+        f"examples and batch sizes {', '.join(map(str, report.batch_sizes))}{lengths}: "
         f"max abs error {report.max_abs_error:.3g}, max rel error {report.max_rel_error:.3g}"
     )
     for note in report.notes:

@@ -3,6 +3,11 @@
 The dynamo exporter is the one torch maintains; the TorchScript one is deprecated.
 Its failures are long multi-part reports, so this module reduces them to one line
 that names what the user can act on: the operator and the module it came from.
+
+One gap remains: torch.export specialises the time axis of recurrent layers
+(`nn.GRU`, `nn.LSTM`) to the example's length, so a dynamic sequence axis cannot
+be kept. The TorchScript-based exporter records such layers as one ONNX GRU/LSTM
+operator over any length; `to_onnx_torchscript` is the fallback for that case.
 """
 
 from __future__ import annotations
@@ -103,6 +108,47 @@ def to_onnx(
     name_dynamic_dims(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))
+
+
+def pins_a_requested_axis(error: ExportFailed, dynamic_axes: Mapping[str, Sequence[int]]) -> bool:
+    """torch.export refused to keep an axis dynamic, and axes beyond the batch were asked for
+    (a model that fixes its batch size is the user's to fix, not the fallback's)."""
+    extra = any(axis != 0 for axes in dynamic_axes.values() for axis in axes)
+    return extra and "Constraints violated" in error.message
+
+
+def to_onnx_torchscript(
+    model: torch.nn.Module,
+    example_inputs: Mapping[str, torch.Tensor],
+    path: Path,
+    dynamic_axes: Mapping[str, Sequence[int]],
+    output_names: Sequence[str],
+) -> None:
+    """Export with torch's TorchScript-based exporter, dynamic axes named as `name_dynamic_dims`
+    names them; every output's first axis is the batch."""
+    axes: dict[str, dict[int, str]] = {
+        name: {axis: "batch" if axis == 0 else f"{name}_{axis}" for axis in dynamic_axes[name]}
+        for name in example_inputs
+    }
+    axes.update({name: {0: "batch"} for name in output_names})
+    named = binds_by_name(model, example_inputs)
+    try:
+        with quiet_torch():
+            torch.onnx.export(
+                model,
+                () if named else tuple(example_inputs.values()),
+                str(path),
+                kwargs=dict(example_inputs) if named else None,
+                input_names=list(example_inputs),
+                output_names=list(output_names),
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    except Exception as error:
+        raise ExportFailed(
+            f"the TorchScript-based exporter failed too: {_first_line(error)}"
+        ) from None
 
 
 def rename_interface(

@@ -2,8 +2,10 @@
 
 The check runs the user's example inputs and fresh inputs at several batch sizes,
 because an export can be right at the traced batch size and wrong elsewhere (a
-batch dimension baked into a Reshape is the classic). The tolerance rule is
-numpy's allclose: an element fails when |onnx - torch| > atol + rtol * |torch|.
+batch dimension baked into a Reshape is the classic); for the same reason every
+dynamic axis beyond the batch (a sequence length) is also checked at another
+length. The tolerance rule is numpy's allclose: an element fails when
+|onnx - torch| > atol + rtol * |torch|.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class ParityResult:
     batch_sizes: tuple[int, ...]
     #: Where the worst violation of the tolerance happened, or None when within it.
     failure: str | None
+    #: The other lengths the axes beyond the batch were checked at ("x[1]=13").
+    other_lengths: tuple[str, ...] = ()
 
 
 def invoke(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> Any:
@@ -90,6 +94,37 @@ def random_batch(
     return batch
 
 
+#: How much longer than the example an axis beyond the batch is made for the parity check.
+LENGTH_STEP = 3
+
+
+def other_lengths(
+    examples: Mapping[str, torch.Tensor],
+    dynamic_axes: Mapping[str, Sequence[int]],
+    generator: np.random.Generator,
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """The examples with every dynamic axis beyond the batch `LENGTH_STEP` longer.
+
+    Floats are drawn fresh; integer and boolean inputs (ids, masks) repeat their own
+    values along the axis, so that ids stay valid and inputs of equal length stay equal.
+    """
+    longer: dict[str, torch.Tensor] = {}
+    labels = []
+    for name, example in examples.items():
+        array = example.detach().cpu().numpy()
+        for axis in (axis for axis in dynamic_axes.get(name, ()) if axis != 0):
+            length = array.shape[axis] + LENGTH_STEP
+            labels.append(f"{name}[{axis}]={length}")
+            if array.dtype.kind == "f":
+                shape = (*array.shape[:axis], length, *array.shape[axis + 1 :])
+                spread = float(array.std()) or 1.0
+                array = generator.normal(float(array.mean()), spread, shape).astype(array.dtype)
+            else:
+                array = np.take(array, np.arange(length) % array.shape[axis], axis=axis)
+        longer[name] = torch.from_numpy(np.ascontiguousarray(array))
+    return ", ".join(labels), longer
+
+
 def check(
     model: torch.nn.Module,
     path: Path,
@@ -100,12 +135,18 @@ def check(
     rtol: float,
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     seed: int = 0,
+    dynamic_axes: Mapping[str, Sequence[int]] | None = None,
 ) -> ParityResult:
-    """Compare the ONNX file against the model on the examples and on random batches."""
+    """Compare the ONNX file against the model on the examples, on random batches and, for
+    dynamic axes beyond the batch, on inputs of another length."""
     generator = np.random.default_rng(seed)
     ort_session = session(path)
     cases: list[tuple[str, Mapping[str, torch.Tensor]]] = [("example inputs", example_inputs)]
     cases += [(f"batch {n}", random_batch(example_inputs, n, generator)) for n in batch_sizes]
+    label, longer = other_lengths(example_inputs, dynamic_axes or {}, generator)
+    if label:
+        cases.append((label, longer))
+    checked = tuple(label.split(", ")) if label else ()
     worst_abs = worst_rel = 0.0
     failure: tuple[float, str] | None = None
     for label, inputs in cases:
@@ -118,13 +159,15 @@ def check(
                 return ParityResult(
                     worst_abs, worst_rel, tuple(batch_sizes),
                     f"{label}: output '{name}' has shape {list(got.shape)} in ONNX "
-                    f"but {list(want.shape)} in PyTorch",
+                    f"but {list(want.shape)} in PyTorch", checked,
                 )  # fmt: skip
             abs_error, rel_error, excess = _errors(want, got, atol, rtol)
             worst_abs, worst_rel = max(worst_abs, abs_error), max(worst_rel, rel_error)
             if excess > 0 and (failure is None or excess > failure[0]):
                 failure = (excess, f"{label}: output '{name}' max abs error {abs_error:.3g}")
-    return ParityResult(worst_abs, worst_rel, tuple(batch_sizes), failure[1] if failure else None)
+    return ParityResult(
+        worst_abs, worst_rel, tuple(batch_sizes), failure[1] if failure else None, checked
+    )
 
 
 def _errors(

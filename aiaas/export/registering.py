@@ -5,6 +5,7 @@ The registry (`aiaas.registry`) is optional at import time: only `--register` ne
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,9 @@ def register_file(
         version = registry.register(
             name, path, parents=list(parents), recipe=recipe, metrics=metrics, tags=tags
         )
+    if version.identical_to:  # a repeat is said, never made silently
+        earlier = ", ".join(ref.uri for ref in version.identical_to)
+        print(f"note: {version.uri} has the same files as {earlier} (same sha256)", file=sys.stderr)
     return version.uri
 
 

@@ -132,7 +132,23 @@ def simulate(
             )
     except FederationFailed as error:
         raise fail(str(error), ExitCode.FAILED) from None
+    except KeyboardInterrupt:
+        raise fail(_interrupted(fjob), ExitCode.INTERRUPTED) from None
     _summary(result.run.root, result.outcome.metrics, result.published)
+
+
+def _interrupted(fjob: Any) -> str:
+    """Ctrl-C: the last round whose checkpoint is safe, and how to go on from it."""
+    from aiaas.federated.rundir import FederatedRunDir
+
+    run = FederatedRunDir(fjob.run_path)
+    last = run.latest_round()
+    if last is None:
+        return "interrupted before the first round ended; run it again to start over"
+    return (
+        f"interrupted after round {last} of {fjob.federated.rounds}; add --resume to continue "
+        f"from its checkpoint ({run.checkpoints / f'round-{last:04d}.pt'})"
+    )
 
 
 @federated_app.command("partition")

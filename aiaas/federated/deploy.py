@@ -8,7 +8,8 @@ it is done. A client is `flower-supernode` pointed at the SuperLink with its own
 data file in its node config. Each Flower process runs under a small guardian
 that the kernel signals when the aiaas command dies (PR_SET_PDEATHSIG): killing
 `aiaas federated client` stops its SuperNode gracefully (it tells the SuperLink
-it is leaving, so the round fails over at once) and kills it after 10 s.
+it is leaving, so the round fails over at once) and kills it after 10 s. A client
+whose server has gone (its last round is done) ends its SuperNode within seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from aiaas.train.config import ConfigError
 
 _PR_SET_PDEATHSIG = 1
 CONNECTED_MARKERS = ("Connection successful", "SuperNode ID")
+SUCCESS_MARKERS = ("Received successfully", "Sent successfully")
+RETRY_MARKER = "Connection attempt failed"
 
 
 class DeploymentFailed(RuntimeError):
@@ -85,19 +88,26 @@ def _free_port() -> int:
 # Runs a Flower process and outlives it by at most a grace period: on SIGTERM (sent by
 # the kernel when the aiaas command dies, see _die_with_parent) it asks the child to
 # stop gracefully - a SuperNode then tells the SuperLink it is leaving, so the round
-# fails fast - and kills it if it does not stop within 10 s.
+# fails fast - and kills it if it does not stop within 10 s (SIGALRM). SIGUSR1 kills the
+# child at once: sent when its SuperLink is gone, there is nobody left to say goodbye to.
+# The handlers only send signals; the one wait is the main line's (a wait inside a
+# handler would deadlock on the wait the handler interrupted).
 _GUARDIAN = """
 import signal, subprocess, sys
 child = subprocess.Popen(sys.argv[1:])
+ending = {}
 def stop(*_):
+    ending["code"] = 143
     child.terminate()
-    try:
-        child.wait(10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-    sys.exit(143)
+    signal.alarm(10)
+def leave(*_):
+    ending.setdefault("code", 0)
+    child.kill()
 signal.signal(signal.SIGTERM, stop)
-sys.exit(child.wait())
+signal.signal(signal.SIGUSR1, leave)
+signal.signal(signal.SIGALRM, lambda *_: child.kill())
+code = child.wait()
+sys.exit(ending.get("code", code))
 """
 
 
@@ -322,11 +332,67 @@ def join(settings: ClientProcessSettings) -> tuple[bool, int]:
     # Flower unpacks the app bundle under FLWR_HOME: keep it beside this client's data.
     flwr_home = settings.log.parent / f".flwr-{settings.data_path.stem}"
     supernode = start(command, settings.log, _env(flwr_home))
+    watch = SuperLinkWatch(settings.log, offset, settings.server)
     try:
-        code = supernode.wait()
+        while (code := supernode.poll()) is None:
+            if watch.superlink_gone():
+                supernode.send_signal(signal.SIGUSR1)
+                code = supernode.wait()
+                break
+            time.sleep(0.5)
     finally:
         stop(supernode)
-    with open(settings.log, errors="replace") as handle:
-        handle.seek(offset)
-        output = handle.read()
-    return any(marker in output for marker in CONNECTED_MARKERS), code
+    watch.superlink_gone()  # reads what the SuperNode wrote last
+    return watch.connected, code
+
+
+class SuperLinkWatch:
+    """Tells when the SuperLink a SuperNode was connected to has gone for good.
+
+    A SuperNode is a daemon that outlives runs: when its SuperLink stops (the server's
+    last round is done, or it stopped to be resumed later) it retries for up to
+    `--max-wait` seconds with backoff, then retries its goodbye; two minutes in all.
+    Here the node had connected, its last attempt failed, and the SuperLink's port has
+    refused connections for `GONE_AFTER_S`: no process listens there any more. A server
+    that does not answer at all (a network problem) is left to Flower's retries.
+    """
+
+    GONE_AFTER_S = 3.0
+
+    def __init__(self, log: Path, offset: int, server: str) -> None:
+        self.log, self.position, self.server = log, offset, server
+        self.connected = False
+        self.failing = False
+        self.refused_since: float | None = None
+
+    def superlink_gone(self) -> bool:
+        self._read()
+        if not (self.connected and self.failing) or not _refuses(self.server):
+            self.refused_since = None
+            return False
+        now = time.monotonic()
+        self.refused_since = self.refused_since or now
+        return now - self.refused_since >= self.GONE_AFTER_S
+
+    def _read(self) -> None:
+        with open(self.log, "rb") as handle:
+            handle.seek(self.position)
+            chunk = handle.read().decode(errors="replace")
+            self.position = handle.tell()
+        self.connected = self.connected or any(marker in chunk for marker in CONNECTED_MARKERS)
+        failed = chunk.rfind(RETRY_MARKER)
+        succeeded = max(chunk.rfind(marker) for marker in (*CONNECTED_MARKERS, *SUCCESS_MARKERS))
+        if failed >= 0 or succeeded >= 0:
+            self.failing = failed > succeeded
+
+
+def _refuses(address: str) -> bool:
+    """True when HOST:PORT answers that nothing listens there (not for a timeout)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False

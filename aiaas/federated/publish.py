@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,9 @@ from aiaas.federated.config import FederatedJob
 from aiaas.federated.rundir import FederatedRunDir
 from aiaas.train.data import fetch, load_dataset
 from aiaas.train.publish import export_model, registry_uri
+
+if TYPE_CHECKING:
+    from aiaas.registry.records import ModelVersion
 
 
 def publish(
@@ -44,7 +47,10 @@ def publish(
     onnx_path, name, outcome = export_model(job, model, example_input, run.model_repository)
     uri = registry_uri(job)
     if uri:
-        outcome["registered"] = register(fjob, run, onnx_path, name, uri, metrics, lineage)
+        version = register(fjob, run, onnx_path, name, uri, metrics, lineage)
+        outcome["registered"] = version.uri
+        if version.identical_to:  # said, not silently repeated
+            outcome["identical_to"] = ", ".join(ref.uri for ref in version.identical_to)
     return outcome
 
 
@@ -56,7 +62,7 @@ def register(
     uri: str,
     metrics: dict[str, float],
     lineage: dict[str, Any],
-) -> str:
+) -> ModelVersion:
     from aiaas.registry.api import Registry
 
     info = json.loads((run.root / "run.json").read_text())
@@ -85,4 +91,4 @@ def register(
                     "config": fjob.job.to_dict(),
                 },
             )
-    return str(version.uri)
+    return version

@@ -61,6 +61,13 @@ class FederatedRunDir(RunDir):
             old.unlink()
         return path
 
+    def latest_round(self) -> int | None:
+        """The round of the checkpoint `--resume` would continue from, if any."""
+        marker = self.checkpoints / "latest"
+        if not marker.is_file():
+            return None
+        return int(json.loads(marker.read_text())["round"])
+
     def load_latest_checkpoint(self) -> dict[str, Any] | None:
         marker = self.checkpoints / "latest"
         if not marker.is_file():

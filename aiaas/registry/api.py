@@ -56,9 +56,12 @@ class Registry:
         self.uri = uri
 
     @classmethod
-    def open(cls, uri: str | None = None, artifact_root: str | None = None) -> Registry:
-        """Open (creating or migrating as needed) the registry at `uri` or the default."""
-        database = Database(resolve_uri(uri))
+    def open(
+        cls, uri: str | None = None, artifact_root: str | None = None, *, create: bool = True
+    ) -> Registry:
+        """Open (migrating as needed) the registry at `uri` or the default; a SQLite file
+        is made only with `create` (for commands that write) and never in a missing folder."""
+        database = Database(resolve_uri(uri), create=create)
         try:
             migrate.ensure_current(database)
         except OperationalError as error:

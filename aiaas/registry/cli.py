@@ -54,7 +54,7 @@ def register(
     metrics = parsing.parse_metrics(metric or [])
     params = parsing.parse_json_object(params_json, "--params-json")
     recipe = parsing.parse_json_object(recipe_json, "--recipe-json")
-    with opened(registry_uri, artifact_root) as registry:
+    with opened(registry_uri, artifact_root, create=True) as registry:
         version = registry.register(
             name,
             path,
@@ -70,6 +70,8 @@ def register(
         cli_output.print_json(version.to_dict())
     else:
         typer.echo(f"registered {version.uri} (sha256 {version.sha256})")
+    if version.identical_to:
+        typer.echo(cli_output.identical_note(version), err=True)
 
 
 @models_app.command()
@@ -85,7 +87,7 @@ def create(
     from aiaas.registry import parsing
 
     tags = parsing.parse_tags(tag or [])
-    with opened(registry_uri, artifact_root) as registry:
+    with opened(registry_uri, artifact_root, create=True) as registry:
         registry.create_model(name, description=description, tags=tags)
     typer.echo(f"created model {name}")
 
@@ -151,7 +153,7 @@ def versions(
     if json_output:
         cli_output.print_json([version.to_dict() for version in found])
     else:
-        cli_output.console.print(cli_output.versions_table(found))
+        cli_output.console.print(cli_output.versions_table(found, full_uri=False))
 
 
 @models_app.command()
@@ -199,9 +201,11 @@ def download(
 ) -> None:
     """Copy a version's files into DEST, verifying every sha256."""
     from aiaas.registry import cli_output
+    from aiaas.registry.uri import parse_version_uri
 
+    parsed = parse_version_uri(uri)  # a mistake in the command line is said first
     with opened(registry_uri, artifact_root) as registry:
-        version = registry.resolve(uri)
+        version = registry.resolve(parsed)
         registry.download_version(version, dest)
     if json_output:
         cli_output.print_json({"uri": version.uri, "path": str(dest), "sha256": version.sha256})

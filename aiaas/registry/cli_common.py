@@ -45,10 +45,13 @@ Tags = Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeat
 
 
 @contextmanager
-def opened(registry_uri: str | None, artifact_root: str | None) -> Iterator[Registry]:
+def opened(
+    registry_uri: str | None, artifact_root: str | None, *, create: bool = False
+) -> Iterator[Registry]:
+    """The registry; only commands that add to it (`create`) may make a new SQLite file."""
     from aiaas.registry.api import Registry
 
-    registry = Registry.open(registry_uri, artifact_root)
+    registry = Registry.open(registry_uri, artifact_root, create=create)
     try:
         yield registry
     finally:

@@ -22,6 +22,12 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
+def identical_note(version: ModelVersion) -> str:
+    """One line for a version whose files an earlier version already has."""
+    earlier = ", ".join(ref.uri for ref in version.identical_to)
+    return f"note: {version.uri} has the same files as {earlier} (same sha256)"
+
+
 def _kv(value: dict[str, Any]) -> str:
     """User text is escaped everywhere: a tag value like `[red]` must print as typed."""
     return escape(", ".join(f"{k}={v}" for k, v in value.items()))
@@ -41,32 +47,55 @@ def models_table(models: Iterable[RegisteredModel]) -> Table:
     return table
 
 
-def versions_table(versions: Iterable[ModelVersion]) -> Table:
-    table = Table(
-        Column("uri", no_wrap=True),
-        Column("created", no_wrap=True),
-        Column("size", no_wrap=True),
-        Column("aliases", overflow="fold"),
-        Column("metrics", overflow="fold"),
-        Column("tags", overflow="fold"),
-    )
-    for version in versions:
-        table.add_row(
-            escape(version.uri),
+def versions_table(versions: Iterable[ModelVersion], *, full_uri: bool = True) -> Table:
+    """One line per version that fits the terminal (80 columns included): metrics rounded to
+    4 significant digits, long cells cut with an ellipsis; `--json` has every value whole."""
+    headers = ("uri" if full_uri else "version", "created", "size", "aliases", "metrics", "tags")
+    rows = [
+        (
+            version.uri if full_uri else str(version.version),
             version.created_at.strftime("%Y-%m-%d %H:%M"),
             _size(version.size_bytes),
             ", ".join(version.aliases),
-            _kv(version.metrics),
-            _kv(version.tags),
+            " ".join(f"{k}={v:.4g}" for k, v in version.metrics.items()),
+            " ".join(f"{k}={v}" for k, v in version.tags.items()),
         )
+        for version in versions
+    ]
+    natural = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    gaps = 2 * (len(headers) - 1)
+    # Tags go first, metrics last: they are what one compares versions by.
+    cut_order = [(5, 8), (3, 10), (0, 16), (4, 5)]
+    widths = fit_widths(natural, cut_order, total=console.width - gaps)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, width=width, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
     return table
+
+
+def fit_widths(natural: list[int], cut_order: list[tuple[int, int]], total: int) -> list[int]:
+    """Column widths summing to at most `total`: the columns of `cut_order` (index, floor)
+    give up width in that order down to their floors, then the widest of them goes, a
+    character at a time, down to 5; the other columns keep their width."""
+    widths = list(natural)
+    for index, floor in cut_order:
+        widths[index] -= max(0, min(sum(widths) - total, widths[index] - floor))
+    cuttable = [index for index, _ in cut_order]
+    while sum(widths) > total:
+        index = max(cuttable, key=lambda i: widths[i])
+        if widths[index] <= 5:
+            break
+        widths[index] -= 1
+    return widths
 
 
 def show_model(model: RegisteredModel, versions: list[ModelVersion]) -> None:
     console.print(f"[bold]{escape(model.name)}[/bold]  {escape(model.description or '')}")
     console.print(f"created {model.created_at:%Y-%m-%d %H:%M:%S} UTC, tags: {_kv(model.tags)}")
     console.print(f"aliases: {_kv(model.aliases) or '-'}")
-    console.print(versions_table(versions))
+    console.print(versions_table(versions, full_uri=False))
 
 
 def show_version(version: ModelVersion) -> None:

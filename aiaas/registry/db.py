@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from aiaas.errors import InvalidArgument, Unavailable
+from aiaas.errors import InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,29 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(str(url.database)).expanduser().absolute()
 
 
+def check_sqlite_file(path: Path, *, create: bool) -> None:
+    """A SQLite registry is made only where asked for: the folder must exist (a typo in a
+    path must not become a new empty registry), except the default one under AIAAS_HOME;
+    and only commands that write (`create`) make the file."""
+    if path.parent == home_dir().absolute():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise Unavailable(
+            f"cannot open registry sqlite:///{path}: folder {path.parent} does not exist"
+        )
+    if not create and not path.is_file():
+        raise NotFound(f"no registry at sqlite:///{path}: nothing has been registered there yet")
+
+
 class Database:
     """One engine and the way every registry transaction is run on it."""
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, *, create: bool = True) -> None:
         self.url = url
         self.dialect = url.get_backend_name()
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            check_sqlite_file(path, create=create)
             self.engine = create_engine(
                 url.set(database=str(path)), connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
             )

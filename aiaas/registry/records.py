@@ -74,6 +74,9 @@ class ModelVersion:
     params: JsonDict | None = None
     recipe: JsonDict | None = None
     aliases: tuple[str, ...] = ()
+    #: Set only on the record `register` returns: earlier versions of this model with the
+    #: same content (sha256), so that a re-registration is said out loud, not made silently.
+    identical_to: tuple[VersionRef, ...] = ()
 
     @property
     def uri(self) -> str:
@@ -100,7 +103,7 @@ class ModelVersion:
             "run": {"id": self.run_id, "params": self.params},
             "recipe": self.recipe,
             "aliases": list(self.aliases),
-        }
+        } | ({"identical_to": [ref.uri for ref in self.identical_to]} if self.identical_to else {})
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ model row's counter and the (model, version) unique constraint backs it up.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, select
@@ -27,6 +28,7 @@ from aiaas.registry.records import (
     ModelVersion,
     NewVersion,
     RegisteredModel,
+    VersionRef,
 )
 from aiaas.registry.schema import (
     AliasRow,
@@ -109,6 +111,11 @@ class SqlStore(AbstractStore):
     def create_version(self, name: str, new: NewVersion) -> ModelVersion:
         def work(session: Session) -> ModelVersion:
             model = self._model_for_new_version(session, name, new.description)
+            identical = session.scalars(
+                select(VersionRow.version)
+                .where(VersionRow.model_id == model.id, VersionRow.sha256 == new.sha256)
+                .order_by(VersionRow.version)
+            ).all()
             parents = [_version(session, ref.name, ref.version) for ref in new.parents]
             row = VersionRow(
                 model=model,
@@ -138,7 +145,8 @@ class SqlStore(AbstractStore):
             session.add(row)
             session.flush()
             pause_point("version-inserted")
-            return convert.version_record(row)
+            refs = tuple(VersionRef(name, number) for number in identical)
+            return replace(convert.version_record(row), identical_to=refs)
 
         created = self._write(work)
         pause_point("committed")

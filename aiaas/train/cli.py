@@ -93,7 +93,7 @@ def train(
     try:
         overrides = _overrides(flags, parse_override)
         job = load_job_config(spec, overrides)
-        from aiaas.train.launch import TrainingFailed, check_can_start, launch
+        from aiaas.train.launch import Interrupted, TrainingFailed, check_can_start, launch
 
         check_can_start(job)
     except ConfigError as error:
@@ -106,6 +106,8 @@ def train(
     except TrainingFailed as error:
         code = ExitCode.BAD_INPUT if error.exit_code == 2 else ExitCode.FAILED
         raise fail(str(error), code) from None
+    except Interrupted as error:
+        raise fail(str(error), ExitCode.INTERRUPTED) from None
     _summarize(Path(job.run_path))
 
 

@@ -13,11 +13,12 @@ import sys
 import uuid
 from pathlib import Path
 
-from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from aiaas.train.config import ConfigError, JobConfig
+from aiaas.train.interrupt import Interrupted, quiet_shutdown, stopped_message
 from aiaas.train.rundir import RunDir
 
 FRESH_STORE_ENV = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
@@ -42,6 +43,21 @@ def check_can_start(job: JobConfig) -> None:
         )
     if job.parallel.max_nodes > 1 and not job.parallel.rdzv_endpoint:
         raise ConfigError("--rdzv-endpoint", "is required with more than one node (host:port)")
+    if job.export.enabled and job.export.registry_uri:
+        _check_registry_folder(job.export.registry_uri)
+
+
+def _check_registry_folder(uri: str) -> None:
+    """A SQLite registry in a folder that does not exist would fail only after training."""
+    from aiaas.errors import InvalidArgument
+    from aiaas.registry.db import resolve_uri, sqlite_path
+
+    try:
+        path = sqlite_path(resolve_uri(uri))
+    except InvalidArgument as error:
+        raise ConfigError("--registry-uri", error.message) from None
+    if path is not None and not path.parent.is_dir():
+        raise ConfigError("--registry-uri", f"folder {path.parent} does not exist")
 
 
 def launch_config(job: JobConfig) -> LaunchConfig:
@@ -70,7 +86,8 @@ def launch_config(job: JobConfig) -> LaunchConfig:
 
 
 def launch(job: JobConfig, worker_args: list[str]) -> None:
-    """Run this node's workers to completion; raises `TrainingFailed` if they do not finish."""
+    """Run this node's workers to completion; raises `TrainingFailed` if they do not finish,
+    `Interrupted` if a signal (Ctrl-C) stopped them."""
     # Workers of a restarted group must not read the previous attempt's keys (gloo's peer
     # addresses) from a store shared across rendezvous rounds: torch issue #135712.
     os.environ.setdefault(FRESH_STORE_ENV, "1")
@@ -81,7 +98,10 @@ def launch(job: JobConfig, worker_args: list[str]) -> None:
     Path(job.run_path).mkdir(parents=True, exist_ok=True)
     command = ["-u", "-m", "aiaas.train.worker", *worker_args]
     try:
-        elastic_launch(config, sys.executable)(*command)
+        with quiet_shutdown():
+            elastic_launch(config, sys.executable)(*command)
+    except SignalException:
+        raise Interrupted(stopped_message(RunDir(Path(job.run_path)))) from None
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
         code = failure.exitcode

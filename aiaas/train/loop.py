@@ -83,6 +83,7 @@ def train(job: JobConfig, grid: ProcessGrid, run: RunDir, base: Path) -> TrainRe
         reporter.say(f"elastic restart {grid.restart_count} of the worker group")
     if result.resumed_from is not None:
         reporter.say(f"resumed from the checkpoint of step {result.resumed_from}")
+    reporter.event("start", start_step=start_step, stop_step=stop_step, total_steps=total_steps)
     reporter.say(
         f"{job.name}: {grid.world_size} worker(s), {job.parallel.strategy}, steps "
         f"{start_step}->{stop_step} of {total_steps}, micro-batch {sampler.micro_batch_size}"

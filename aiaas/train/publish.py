@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from aiaas.train.config import JobConfig
 from aiaas.train.data import fetch, load_dataset
 from aiaas.train.loop import TrainResult
 from aiaas.train.rundir import RunDir
+
+if TYPE_CHECKING:
+    from aiaas.registry.records import ModelVersion
 
 REGISTRY_ENV = "AIAAS_REGISTRY_URI"
 
@@ -35,7 +38,10 @@ def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dic
     onnx_path, name, outcome = export_model(job, model, example_input, run.model_repository)
     uri = registry_uri(job)
     if uri:
-        outcome["registered"] = register(job, run, result, onnx_path, name, uri)
+        version = register(job, run, result, onnx_path, name, uri)
+        outcome["registered"] = version.uri
+        if version.identical_to:  # said, not silently repeated
+            outcome["identical_to"] = ", ".join(ref.uri for ref in version.identical_to)
     return outcome
 
 
@@ -66,8 +72,8 @@ def registry_uri(job: JobConfig) -> str:
 
 def register(
     job: JobConfig, run: RunDir, result: TrainResult, onnx_path: Path, name: str, uri: str
-) -> str:
-    """A new registry version of `name` carrying this run's lineage; returns its URI."""
+) -> ModelVersion:
+    """A new registry version of `name` carrying this run's lineage."""
     from aiaas.registry.api import Registry
 
     info = json.loads((run.root / "run.json").read_text())
@@ -94,4 +100,4 @@ def register(
                 "config": job.to_dict(),
             },
         )
-    return str(version.uri)
+    return version

@@ -15,6 +15,7 @@ the SPEC's `[parallel]` table (its `strategy` still applies). Exit codes: 0 done
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -119,6 +120,10 @@ def _finish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> Non
     if not result.finished:
         print(f"stopped at step {int(result.metrics['steps'])}; continue with --resume", flush=True)
         return
+    if result.resumed_from == int(result.metrics["steps"]) and _already_finished(job, run):
+        # Resuming a finished run must not export and register the same model again.
+        print(f"the run already finished at step {result.resumed_from}; nothing to do", flush=True)
+        return
     run.final.mkdir(parents=True, exist_ok=True)
     torch.save(result.state_dict, run.final / "model.pt")
     write_json(run.final / "metrics.json", result.metrics)
@@ -135,9 +140,21 @@ def _finish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> Non
     write_json(run.final / "publish.json", outcome)
 
 
+def _already_finished(job: JobConfig, run: RunDir) -> bool:
+    """The final model is saved and, if asked for, exported (a failed export is retried)."""
+    if not (run.final / "model.pt").is_file():
+        return False
+    published = run.final / "publish.json"
+    if not job.export.enabled:
+        return True
+    return published.is_file() and "error" not in json.loads(published.read_text())
+
+
 if __name__ == "__main__":
     try:
         exit_code = main() or 0
+    except KeyboardInterrupt:  # Ctrl-C, passed on by the agent: the launcher says where we were
+        exit_code = 130
     except BaseException:  # `record` has written the error file for the agent
         traceback.print_exc()
         exit_code = 1

@@ -51,7 +51,11 @@ def test_list_show_and_versions(cli, onnx_file):
         ("a", 2, 2),
         ("b", 1, 1),
     ]
-    assert "models:/a/2" in cli("versions", "a").stdout
+    assert [line.split()[0] for line in cli("versions", "a").stdout.splitlines()] == [
+        "version",
+        "1",
+        "2",
+    ]
     assert [v["version"] for v in json.loads(cli("versions", "a", "--json").stdout)] == [1, 2]
     shown = json.loads(cli("show", "models:/a", "--json").stdout)
     assert [v["uri"] for v in shown["versions"]] == ["models:/a/1", "models:/a/2"]
@@ -217,8 +221,8 @@ def test_bad_input_is_one_line_and_exit_2(cli, onnx_file, tmp_path, args, messag
 
 
 def test_unknown_model_or_version_exits_3(cli, onnx_file):
-    assert cli("show", "models:/nope/1", code=3).stderr == "error: model 'nope' not found\n"
     cli("register", "m", onnx_file("m"))
+    assert cli("show", "models:/nope/1", code=3).stderr == "error: model 'nope' not found\n"
     assert cli("show", "models:/m/5", code=3).stderr == "error: models:/m/5 not found\n"
     cli("versions", "nope", code=3)
     cli("lineage", "models:/m@prod", code=3)

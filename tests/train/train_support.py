@@ -129,6 +129,7 @@ class TrainRuns:
 
     @property
     def registry_uri(self) -> str:
+        (self.workdir / "registry").mkdir(exist_ok=True)
         return f"sqlite:///{self.workdir / 'registry' / 'registry.db'}"
 
     def baseline(self) -> Path:
