@@ -28,8 +28,10 @@ def test_greedy_text_is_the_same_alone_and_inside_a_batch(make_engine: EngineFac
         engine = make_engine()
         try:
             params = greedy(24)
-            alone = [await collect(engine, prompt, params) for prompt in PROMPTS]
-            together = await asyncio.gather(*(collect(engine, p, params) for p in PROMPTS))
+            # Two prompts of one length: they prefill together in one run.
+            prompts: list[str | list[int]] = [*PROMPTS, list(range(10, 30)), list(range(40, 60))]
+            alone = [await collect(engine, prompt, params) for prompt in prompts]
+            together = await asyncio.gather(*(collect(engine, p, params) for p in prompts))
             for solo, batched in zip(alone, together, strict=True):
                 assert batched.token_ids == solo.token_ids
                 assert batched.text == solo.text
