@@ -25,7 +25,7 @@ import numpy as np
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
 from aiaas.serve.llm import sampler
-from aiaas.serve.llm.kv_cache import BatchCache
+from aiaas.serve.llm.kv_cache import BatchCache, as_value
 from aiaas.serve.llm.metrics import EngineMetrics
 from aiaas.serve.llm.model import LLMModel
 from aiaas.serve.llm.scheduler import Scheduler
@@ -274,17 +274,20 @@ class LLMEngine:
             sequence.deliver(delta)
 
     def _run(self, cache: BatchCache, input_ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """One model run over ``cache``'s rows; updates the cache, returns last logits."""
+        """One model run over ``cache``'s rows; updates the cache, returns last logits.
+
+        Values stay ONNX Runtime's between runs: the presents become the next past
+        without a copy into numpy (the cache is the largest thing a step moves)."""
         mask = cache.extended_mask(input_ids.shape[1])
         feed = {
-            "input_ids": input_ids,
-            "attention_mask": mask,
-            "position_ids": positions,
+            "input_ids": as_value(input_ids),
+            "attention_mask": as_value(mask),
+            "position_ids": as_value(positions),
             **cache.past_feed(),
         }
-        outputs = self._session.run(self._output_names, feed)
+        outputs = self._session.run_with_ort_values(self._output_names, feed)
         cache.update(outputs[1:], mask)
-        return np.asarray(outputs[0][:, -1, :])
+        return np.array(outputs[0].numpy()[:, -1, :])
 
     def _leave(self, rows: list[int], reason: str | None) -> None:
         running = self.scheduler.running

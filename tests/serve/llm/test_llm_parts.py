@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiaas.serve.llm.kv_cache import BatchCache
+from aiaas.serve.llm.kv_cache import BatchCache, as_value
 from aiaas.serve.llm.sampler import sample
 from aiaas.serve.llm.sequence import TextStream
 from aiaas.serve.llm.types import SamplingParams
@@ -104,28 +104,26 @@ def test_a_row_draws_the_same_whatever_the_other_rows_are() -> None:
 def _cache(rows: int, length: int, fill: float) -> BatchCache:
     cache = BatchCache(num_layers=2, kv_heads=1, head_dim=2)
     arrays = [np.full((rows, 1, length, 2), fill + i, dtype=np.float32) for i in range(4)]
-    cache.update(arrays, np.ones((rows, length), dtype=np.int64))
+    cache.update([as_value(a) for a in arrays], np.ones((rows, length), dtype=np.int64))
     return cache
 
 
 def test_joining_left_pads_the_shorter_rows_and_leaving_trims_unused_columns() -> None:
     batch = _cache(rows=1, length=5, fill=10.0)
     batch.join(_cache(rows=1, length=2, fill=20.0))
-    assert batch.keys[0].shape == (2, 1, 5, 2)
+    key0, _, _, value1 = batch.arrays()
+    assert key0.shape == (2, 1, 5, 2)
     assert batch.mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 1, 1]]
-    assert batch.keys[0][1, 0, :, 0].tolist() == [0, 0, 0, 20, 20]
-    assert batch.values[1][1, 0, 3:, 0].tolist() == [23, 23]
+    assert key0[1, 0, :, 0].tolist() == [0, 0, 0, 20, 20]
+    assert value1[1, 0, 3:, 0].tolist() == [23, 23]
     step = np.ones((2, 1, 1, 2), dtype=np.float32)
-    presents = [
-        np.concatenate([past[layer], step], axis=2)
-        for layer in range(2)
-        for past in (batch.keys, batch.values)
-    ]
+    presents = [as_value(np.concatenate([past, step], axis=2)) for past in batch.arrays()]
     batch.update(presents, batch.extended_mask(1))
     batch.remove([0])
     assert batch.mask.tolist() == [[1, 1, 1]]
-    assert batch.keys[0].shape == (1, 1, 3, 2)
-    assert batch.keys[0].flags.c_contiguous
+    key0 = batch.arrays()[0]
+    assert key0.shape == (1, 1, 3, 2)
+    assert key0[0, 0, :, 0].tolist() == [20, 20, 1]
     assert batch.bytes_per_token == 2 * 2 * 1 * 2 * 4
 
 
