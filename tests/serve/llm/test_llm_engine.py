@@ -259,3 +259,20 @@ def test_an_engine_being_closed_refuses_new_requests_and_lets_running_ones_finis
             await anext(engine.generate(PROMPTS[1], greedy(3), "b"))
 
     asyncio.run(scenario())
+
+
+def test_a_prompt_prefilled_in_chunks_generates_what_one_run_generates(
+    make_engine: EngineFactory,
+) -> None:
+    async def scenario() -> None:
+        whole, chunked = make_engine(), make_engine(prefill_chunk_tokens=5)
+        try:
+            prompt = " ".join(PROMPTS)
+            assert len(whole.tokenizer.encode(prompt)) > 15
+            expected = await collect(whole, prompt, greedy(20))
+            assert (await collect(chunked, prompt, greedy(20))).token_ids == expected.token_ids
+        finally:
+            await whole.close()
+            await chunked.close()
+
+    asyncio.run(scenario())
