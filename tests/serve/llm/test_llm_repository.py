@@ -12,7 +12,7 @@ import pytest
 from generation import collect, greedy
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiaas.errors import NotFound
+from aiaas.errors import InvalidArgument, NotFound
 from aiaas.serve.repository import ControlMode, ModelRepository
 from aiaas.serve.sources import DirectorySource
 
@@ -102,3 +102,20 @@ def test_the_server_serves_metadata_refuses_v2_infer_and_exports_engine_metrics(
     assert "aiaas_time_to_first_token_seconds" in families
     assert "aiaas_request_success" in families
     assert "aiaas_generation_tokens" in families
+
+
+def test_a_text_generation_folder_without_its_tokenizer_fails_to_load_and_says_why(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        repository, model = _repository(tiny_repo, tmp_path)
+        (model / "1" / "tokenizer.json").unlink()
+        try:
+            with pytest.raises(InvalidArgument, match=r"needs tokenizer\.json"):
+                await repository.load("tiny")
+            assert repository.llm_model_names() == []
+            assert "needs tokenizer.json" in repository.index()[0]["reason"]
+        finally:
+            await repository.close()
+
+    asyncio.run(scenario())
