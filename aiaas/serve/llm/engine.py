@@ -134,8 +134,8 @@ class LLMEngine:
                 if delta.finish_reason is not None:
                     return
         finally:
-            if sequence.finish_reason is None:
-                self.scheduler.cancel(sequence)
+            if sequence.finish_reason is None and self.scheduler.cancel(sequence):
+                self.metrics.finished("abort", time.perf_counter() - sequence.arrival)
 
     async def close(self, drain_timeout_s: float | None = None) -> None:
         """Refuse new requests, let running and waiting ones finish (up to the timeout),

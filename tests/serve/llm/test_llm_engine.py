@@ -276,3 +276,22 @@ def test_a_prompt_prefilled_in_chunks_generates_what_one_run_generates(
             await chunked.close()
 
     asyncio.run(scenario())
+
+
+def test_metrics_count_tokens_latencies_and_finish_reasons(make_engine: EngineFactory) -> None:
+    async def scenario() -> None:
+        engine = make_engine()
+        try:
+            prompts = [engine.tokenizer.encode(p) for p in PROMPTS[:2]]
+            await asyncio.gather(*(collect(engine, p, greedy(5)) for p in prompts))
+            metrics = engine.metrics
+            assert metrics.prompt_tokens == sum(len(p) for p in prompts)
+            assert metrics.generation_tokens == 10
+            assert sum(metrics.time_to_first_token.counts) == 2
+            assert sum(metrics.inter_token_latency.counts) == 8
+            assert sum(metrics.e2e_request_latency.counts) == 2
+            assert metrics.request_success == {"stop": 0, "length": 2, "abort": 0}
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
