@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from generation import collect, greedy, wait_until_idle
 
+from aiaas.errors import InvalidArgument, TooManyRequests
 from aiaas.serve.llm.engine import LLMEngine
 from aiaas.serve.llm.model import load_language_model
 from aiaas.serve.llm.types import SamplingParams
@@ -95,6 +96,38 @@ def test_seeded_sampling_and_stop_strings_on_real_text(
             stopped = await collect(engine, prompt, replace(seeded, stop=(stop,)))
             assert stopped.finish_reason == "stop"
             assert stopped.text == alone.text[: alone.text.index(stop)]
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_bounds_on_the_real_model_context_queue_and_cancellation(
+    smollm2_engine: Callable[..., LLMEngine],
+) -> None:
+    async def scenario() -> None:
+        engine = smollm2_engine(max_num_seqs=1, max_num_waiting=1)
+        try:
+            prompt = _chat(engine, QUESTION)
+            length = len(engine.tokenizer.encode(prompt))
+            with pytest.raises(InvalidArgument) as refused:
+                await anext(engine.generate(prompt, greedy(2048), "too long"))
+            assert str(refused.value).startswith(
+                "This model's maximum context length is 2048 tokens. However, you requested "
+                f"{length + 2048} tokens ({length} in the messages, 2048 in the completion)."
+            )
+            running = engine.generate(_chat(engine, STORY), greedy(1000), "running")
+            await anext(running)
+            waiting = asyncio.create_task(collect(engine, prompt, greedy(3)))
+            while engine.num_waiting == 0:
+                await asyncio.sleep(0.005)
+            with pytest.raises(TooManyRequests):
+                await anext(engine.generate(prompt, greedy(3), "refused"))
+            await running.aclose()
+            assert len((await waiting).token_ids) == 3
+            await wait_until_idle(engine)
+            assert engine.kv_cache_usage == 0.0
+            assert engine.metrics.request_success["abort"] == 1
         finally:
             await engine.close()
 
