@@ -97,6 +97,11 @@ class LLMEngine:
         return float(mask.shape[0] * mask.shape[1]) / capacity
 
     @property
+    def defaults(self) -> dict[str, Any]:
+        """The model's generation defaults (temperature, top_p, max_tokens) from its folder."""
+        return dict(self._model.generation.raw.get("defaults") or {})
+
+    @property
     def kv_bytes_per_token(self) -> int:
         return self._cache.bytes_per_token
 
