@@ -295,3 +295,28 @@ def test_metrics_count_tokens_latencies_and_finish_reasons(make_engine: EngineFa
             await engine.close()
 
     asyncio.run(scenario())
+
+
+def test_at_most_max_num_seqs_run_and_the_next_one_starts_when_a_slot_frees(
+    make_engine: EngineFactory,
+) -> None:
+    async def scenario() -> None:
+        engine = make_engine(max_num_seqs=2)
+        try:
+            first = engine.generate(PROMPTS[0], greedy(3000), "a")
+            second = engine.generate(PROMPTS[1], greedy(3000), "b")
+            await anext(first)
+            await anext(second)
+            third = asyncio.create_task(collect(engine, PROMPTS[2], greedy(4)))
+            while engine.num_waiting == 0:
+                await asyncio.sleep(0.005)
+            assert engine.num_running == 2
+            assert not third.done()
+            await first.aclose()
+            assert (await third).finish_reason == "length"
+            assert engine.num_running == 1
+            await second.aclose()
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
