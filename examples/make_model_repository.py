@@ -5,6 +5,9 @@
   batchable, with a config.pbtxt that turns on dynamic batching;
 - ``add_sub``: two INT32 vectors in, their sum and difference out; no config at all,
   so everything is completed from the graph.
+
+``--mlp FILE --seed N`` writes only the MLP, with other weights and the same
+signature: a second version to register (the README's registry walk-through).
 """
 
 from __future__ import annotations
@@ -88,4 +91,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "root", type=Path, nargs="?", default=Path(__file__).parent / "model_repository"
     )
-    build(parser.parse_args().root)
+    parser.add_argument("--mlp", type=Path, help="write only the MLP's model.onnx to this file")
+    parser.add_argument("--seed", type=int, default=0, help="the MLP's weights (with --mlp)")
+    args = parser.parse_args()
+    if args.mlp:
+        args.mlp.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(mlp_model(seed=args.seed), args.mlp)
+    else:
+        build(args.root)
