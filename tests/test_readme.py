@@ -9,6 +9,9 @@ The convention, also stated at the top of README.md:
   for a reason the README makes plain: `make run` serves until Ctrl-C and `make test` is this
   suite; PostgreSQL and the admin-token example need a database or a server elsewhere;
   multi-machine training needs other machines;
+- ```python blocks are shown, not run (many are fragments); Python meant to run is written in
+  a bash block as `python - <<'PY' ... PY`. A command shown failing on purpose is written
+  `... || echo "exit code $?"`, so the session goes on;
 - a server is started in the background (`aiaas serve ... &`, its pid kept in a variable),
   waited for by a readiness loop written in the README, and stopped by the README when its
   section is done. Whatever happens, this test ends the session's whole process group.
@@ -75,9 +78,10 @@ def readme_blocks(markdown: str) -> list[Block]:
 def session_script(blocks: list[Block]) -> str:
     parts = ["set -e -o pipefail"]
     for number, block in enumerate(blocks, 1):
-        parts.append(f"echo '{MARKER} {number} (README.md line {block.line})'")
+        # A newline first: curl's answers end without one.
+        parts.append(f"printf '\\n%s\\n' '{MARKER} {number} (README.md line {block.line})'")
         parts.append(block.text)
-    parts.append(f"echo '{MARKER} done'")
+    parts.append(f"printf '\\n%s\\n' '{MARKER} done'")
     return "\n".join(parts) + "\n"
 
 
@@ -181,3 +185,10 @@ def test_every_shell_block_of_the_readme_runs_in_order_on_a_fresh_copy(tmp_path)
     # A few outputs the README shows, where checking is cheap:
     assert '"data":[11,22,33,44]' in log  # the quickstart's add_sub
     assert '"model_version":"2"' in log  # the registry's alias moved, the server followed
+
+
+def test_the_federated_spec_shown_is_the_one_shipped():
+    shipped = (ROOT / "examples" / "federated" / "digits.toml").read_text().splitlines()
+    body = "\n".join(line for line in shipped if not line.startswith("#"))
+    shown = [b.text for b in readme_blocks(README.read_text()) if b.language == "toml"]
+    assert body in shown
