@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,10 @@ def session_script(blocks: list[Block]) -> str:
     parts = ["set -e -o pipefail"]
     for number, block in enumerate(blocks, 1):
         # A newline first: curl's answers end without one.
-        parts.append(f"printf '\\n%s\\n' '{MARKER} {number} (README.md line {block.line})'")
+        where = f"{number} (README.md line {block.line})"
+        parts.append(f"printf '\\n%s at %ss\\n' '{MARKER} {where}' \"$SECONDS\"")
         parts.append(block.text)
-    parts.append(f"printf '\\n%s\\n' '{MARKER} done'")
+    parts.append(f"printf '\\n%s at %ss\\n' '{MARKER} done' \"$SECONDS\"")
     return "\n".join(parts) + "\n"
 
 
@@ -94,6 +96,16 @@ def test_the_readme_runs_shell_blocks_and_shows_console_ones():
     languages = {block.language for block in readme_blocks(README.read_text())}
     assert languages & RUN_LANGUAGES
     assert "console" in languages
+
+
+def test_a_failing_block_stops_the_session_names_itself_and_leaves_no_process(tmp_path):
+    background = "sleep 300 &\necho $! > pid"
+    blocks = [Block(1, "bash", background), Block(5, "bash", "false"), Block(9, "bash", "echo no")]
+    returncode, log = _run_session(tmp_path, session_script(blocks))
+    assert returncode == 1
+    assert _failure(returncode, log, blocks).startswith("README block 2 (README.md line 5)")
+    assert "\nno\n" not in log
+    assert not _alive(int((tmp_path / "pid").read_text()))
 
 
 def _fresh_copy(destination: Path) -> Path:
@@ -154,21 +166,38 @@ def _run_session(copy: Path, script: str) -> tuple[int | None, str]:
 
 def _end_process_group(session: subprocess.Popen[bytes]) -> None:
     """Servers the README left running, and anything they started, go with the session."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+    for sig, grace_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(session.pid, sig)
         except ProcessLookupError:
-            return
-        try:
-            session.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
+            break
+        deadline = time.monotonic() + grace_s
+        while _group_alive(session.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    session.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """A zombie waiting for init to reap it is not alive."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _failure(returncode: int | None, log: str, blocks: list[Block]) -> str:
     markers = [line for line in log.splitlines() if line.startswith(MARKER)]
     where = markers[-1].removeprefix(MARKER).strip() if markers else "before the first block"
     number = int(where.split()[0]) if where[:1].isdigit() else 0
+    where = where.split(" at ")[0]
     shown = blocks[number - 1].text if number else ""
     ending = "timed out" if returncode is None else f"exit code {returncode}"
     return f"README block {where}: {ending}\n--- block ---\n{shown}\n--- output ---\n{log[-6000:]}"
@@ -181,7 +210,7 @@ def test_every_shell_block_of_the_readme_runs_in_order_on_a_fresh_copy(tmp_path)
     copy = _fresh_copy(tmp_path / "aiaas")
     returncode, log = _run_session(copy, session_script(blocks))
     assert returncode == 0, _failure(returncode, log, blocks)
-    assert f"{MARKER} done" in log
+    assert f"\n{MARKER} done" in log
     # A few outputs the README shows, where checking is cheap:
     assert '"data":[11,22,33,44]' in log  # the quickstart's add_sub
     assert '"model_version":"2"' in log  # the registry's alias moved, the server followed
