@@ -83,3 +83,10 @@ class InternalError(AiaasError):
 
     http_status = 500
     grpc_code = "INTERNAL"
+
+
+class TooManyRequests(AiaasError):
+    """A bounded queue is full: the client should back off and retry (OpenAI answers 429)."""
+
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"

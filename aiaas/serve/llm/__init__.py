@@ -1,0 +1,1 @@
+"""Language-model serving: an iteration-level batching engine over ONNX Runtime."""
