@@ -88,6 +88,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="AIAAS_API_KEY",
+            help="Bearer key the OpenAI routes (/v1) require.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve a model repository and registry models over the Open Inference Protocol (V2)."""
     from pydantic import ValidationError
@@ -118,6 +127,7 @@ def serve(
             registry_cache_dir=registry_cache_dir,
             registry_poll_secs=registry_poll_secs,
             admin_token=admin_token,
+            api_key=api_key,
         )
     except ValidationError as error:
         first = error.errors()[0]

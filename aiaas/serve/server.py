@@ -27,7 +27,9 @@ from starlette.routing import Route
 
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc import GrpcFrontEnd
+from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ControlMode, ModelRepository
 from aiaas.serve.sources import DirectorySource, ModelSource
@@ -63,6 +65,8 @@ class ServerSettings(BaseSettings):
     registry_cache_dir: Path | None = None
     registry_poll_secs: float = Field(2.0, gt=0)
     admin_token: str | None = None
+    #: When set, the OpenAI routes (/v1) want `Authorization: Bearer <api key>`.
+    api_key: str | None = None
 
 
 class Server:
@@ -79,6 +83,10 @@ class Server:
         self.repository = ModelRepository(all_sources, settings.model_control_mode)
         self.dataplane = DataPlane(self.repository, strict_readiness=settings.strict_readiness)
         self.rest = RestFrontEnd(self.dataplane, max_request_bytes=settings.max_request_bytes)
+        self.openai = OpenAIFrontEnd(
+            self.dataplane, read_body=self.rest.read_body, api_key=settings.api_key
+        )
+        self.generate = GenerateFrontEnd(self.repository, read_body=self.rest.read_body)
         self.grpc = (
             GrpcFrontEnd(
                 self.dataplane,
@@ -118,6 +126,8 @@ class Server:
         return Starlette(
             routes=[
                 *self.rest.routes(),
+                *self.generate.routes(),
+                *self.openai.routes(),
                 *registry_routes,
                 Route("/metrics", self._metrics, methods=["GET"]),
             ],
