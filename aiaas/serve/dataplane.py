@@ -136,6 +136,11 @@ class DataPlane:
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         loaded = self.repository.get(name, version)
+        if loaded.engine is not None:
+            raise InvalidArgument(
+                f"model '{name}' generates text: use /v1/completions, /v1/chat/completions "
+                f"or the generate extension (/v2/models/{name}/generate)"
+            )
         started = time.perf_counter_ns()
         ok = False
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve import config as model_config
+from aiaas.serve.llm.model import LLMModel, is_language_model, load_language_model
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
 from aiaas.serve.serving_config import ServingConfig, runtime_options, serving_config
@@ -31,6 +32,8 @@ class Prepared:
     serving: ServingConfig | None = None
     runtime: OnnxModel | None = None
     labels: dict[str, list[str]] = field(default_factory=dict)
+    #: A text-generation model's tokenizer and settings beside its runtime.
+    llm: LLMModel | None = None
 
 
 def chosen_versions(config: pb.ModelConfig, folder: ModelFolder) -> list[int]:
@@ -125,10 +128,16 @@ def _prepare_version(
         completed = model_config.complete(base, folder.name, runtime.inputs, runtime.outputs)
         serving = serving_config(completed)
         labels = _read_labels(folder, serving)
+        llm = None
+        if is_language_model(serving.parameters):
+            llm = load_language_model(folder.versions[version], runtime, serving.parameters)
+    except InvalidArgument as error:
+        runtime.close()
+        raise InvalidArgument(f"version {version}: {error}") from None
     except Exception:
         runtime.close()
         raise
-    return Prepared(version, fingerprint, completed, serving, runtime, labels)
+    return Prepared(version, fingerprint, completed, serving, runtime, labels, llm)
 
 
 def _read_labels(folder: ModelFolder, serving: ServingConfig) -> dict[str, list[str]]:

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from aiaas.serve.llm.metrics import LLMCollector
 from aiaas.serve.repository import ModelRepository, ModelVersion
 from aiaas.serve.stats import LATENCY_BUCKETS_S
 
@@ -110,6 +111,7 @@ def _bound(bound: float) -> str:
 def build_registry(repository: ModelRepository) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(repository))
+    registry.register(LLMCollector(repository.llm_engines))
     return registry
 
 

@@ -20,6 +20,8 @@ from typing import Any
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
 from aiaas.serve import loading
 from aiaas.serve.batching import Batcher
+from aiaas.serve.llm.engine import LLMEngine
+from aiaas.serve.llm.metrics import EngineMetrics
 from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
@@ -28,6 +30,9 @@ from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
 from aiaas.serve.stats import ModelStats
 
 log = logging.getLogger(__name__)
+
+#: Seconds a server shutting down lets running generations finish before ending them.
+SHUTDOWN_DRAIN_S = 5.0
 
 
 class ControlMode(StrEnum):
@@ -57,6 +62,8 @@ class ModelVersion:
     labels: dict[str, list[str]]
     fingerprint: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: The generation engine of a text-generation model (V2 infer does not serve these).
+    engine: LLMEngine | None = None
 
 
 @dataclass(eq=False)
@@ -79,6 +86,7 @@ class ModelRepository:
         self.mode = mode
         self._entries: dict[str, ModelEntry] = {}
         self._stats: dict[tuple[str, int], ModelStats] = {}
+        self._llm_metrics: dict[tuple[str, int], EngineMetrics] = {}
         self._draining: set[asyncio.Task[None]] = set()
 
     # ---- reading state -------------------------------------------------------------
@@ -97,6 +105,30 @@ class ModelRepository:
         if loaded is None:
             raise NotFound(f"Request for unknown model: '{name}' version {number} is not found")
         return loaded
+
+    def llm_engine(self, name: str, version: str | None = None) -> LLMEngine:
+        """The engine a generation request addresses; taken once per request, so a swap
+        sends new requests to the new version while running ones finish on the old."""
+        loaded = self.get(name, version)
+        if loaded.engine is None:
+            raise InvalidArgument(f"model '{name}' is not a text-generation model")
+        return loaded.engine
+
+    def llm_model_names(self) -> list[str]:
+        """Models whose newest loaded version generates text."""
+        return sorted(
+            name
+            for name, entry in self._entries.items()
+            if entry.versions and entry.versions[max(entry.versions)].engine is not None
+        )
+
+    def llm_engines(self) -> list[tuple[str, str, LLMEngine]]:
+        """(model, version, engine) of every loaded text-generation version, for metrics."""
+        return [
+            (v.name, str(v.version), v.engine)
+            for v in self.loaded_versions()
+            if v.engine is not None
+        ]
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         try:
@@ -213,7 +245,7 @@ class ModelRepository:
     async def close(self) -> None:
         for entry in self._entries.values():
             for version in entry.versions.values():
-                self._retire(version)
+                self._retire(version, drain_timeout_s=SHUTDOWN_DRAIN_S)
             entry.versions = {}
         if self._draining:
             await asyncio.gather(*self._draining, return_exceptions=True)
@@ -263,6 +295,14 @@ class ModelRepository:
             instance_count=item.serving.runtime.instance_count,
             stats=stats,
         )
+        engine = None
+        if item.llm is not None:
+            engine = LLMEngine(
+                item.llm,
+                model_name=name,
+                model_version=str(item.version),
+                metrics=self._llm_metrics.setdefault((name, item.version), EngineMetrics()),
+            )
         return ModelVersion(
             name=name,
             version=item.version,
@@ -274,6 +314,7 @@ class ModelRepository:
             labels=item.labels,
             fingerprint=item.fingerprint,
             parameters={**self._source_parameters(name, item.version), **parameters},
+            engine=engine,
         )
 
     def _source_parameters(self, name: str, version: int) -> dict[str, Any]:
@@ -282,11 +323,14 @@ class ModelRepository:
             merged.update(source.parameters(name, version))
         return merged
 
-    def _retire(self, version: ModelVersion) -> None:
-        """Drain an old version in the background, then free its sessions."""
+    def _retire(self, version: ModelVersion, drain_timeout_s: float | None = None) -> None:
+        """Drain an old version in the background, then free its sessions; its running
+        generations finish first (up to the engine's drain timeout)."""
 
         async def drain() -> None:
             await version.batcher.close()
+            if version.engine is not None:
+                await version.engine.close(drain_timeout_s)
             version.runtime.close()
 
         task = asyncio.get_running_loop().create_task(drain())

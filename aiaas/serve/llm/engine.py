@@ -70,6 +70,8 @@ class LLMEngine:
         )
         self._cache = self._new_cache()
         self._prefilling = 0
+        #: Admitted this step and not yet joined: failed with the rest if a step breaks.
+        self._admitted: list[Sequence] = []
         self._accepting = True
         self._stopping = threading.Event()
         self._thread = threading.Thread(
@@ -202,9 +204,11 @@ class LLMEngine:
         gone = [row for row, seq in enumerate(running) if seq.cancelled]
         if gone:
             self._leave(gone, "abort")
-        for sequence in self.scheduler.admit():
+        self._admitted = self.scheduler.admit()
+        for sequence in self._admitted:
             if not sequence.cancelled:
                 self._prefill(sequence)
+        self._admitted = []
         if self.scheduler.running:
             self._decode()
 
@@ -221,12 +225,13 @@ class LLMEngine:
                 positions = np.arange(start, start + len(part), dtype=np.int64)[None, :]
                 logits = self._run(cache, np.asarray([part], dtype=np.int64), positions)
             choice = sampler.sample(logits, [sequence.params], [sequence.rng])[0]
-            self._advance(sequence, choice, time.perf_counter())
+            delta = self._advance(sequence, choice, time.perf_counter())
             if sequence.finish_reason is None:
                 self._cache.join(cache)
                 self.scheduler.running.append(sequence)
         finally:
             self._prefilling = 0
+        sequence.deliver(delta)
 
     def _decode(self) -> None:
         running = self.scheduler.running
@@ -237,11 +242,17 @@ class LLMEngine:
             logits, [seq.params for seq in running], [seq.rng for seq in running]
         )
         now = time.perf_counter()
-        for sequence, choice in zip(running, choices, strict=True):
+        deltas = [
             self._advance(sequence, choice, now)
+            for sequence, choice in zip(running, choices, strict=True)
+        ]
         done = [row for row, seq in enumerate(running) if seq.finish_reason is not None]
         if done:
             self._leave(done, None)
+        # Delivered once the finished rows left, so a caller that saw its last delta
+        # sees the gauges without it.
+        for sequence, delta in zip(running, deltas, strict=True):
+            sequence.deliver(delta)
 
     def _run(self, cache: BatchCache, input_ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """One model run over ``cache``'s rows; updates the cache, returns last logits."""
@@ -268,8 +279,8 @@ class LLMEngine:
         dropped = set(rows)
         self.scheduler.running = [seq for row, seq in enumerate(running) if row not in dropped]
 
-    def _advance(self, sequence: Sequence, choice: sampler.Choice, now: float) -> None:
-        """Record one sampled token and hand the sequence its delta."""
+    def _advance(self, sequence: Sequence, choice: sampler.Choice, now: float) -> GenerationDelta:
+        """Record one sampled token; the delta the sequence is to be handed."""
         token = choice.token_id
         sequence.output_ids.append(token)
         if sequence.first_token_at is None:
@@ -290,15 +301,13 @@ class LLMEngine:
         if finish is not None:
             sequence.finish_reason = finish
             self.metrics.finished(finish, now - sequence.arrival)
-        sequence.deliver(
-            GenerationDelta(
-                text=text,
-                token_ids=[token],
-                logprobs=None if choice.logprob is None else [self._token_logprob(choice)],
-                finish_reason=finish,
-                prompt_tokens=len(sequence.prompt_ids),
-                completion_tokens=len(sequence.output_ids),
-            )
+        return GenerationDelta(
+            text=text,
+            token_ids=[token],
+            logprobs=None if choice.logprob is None else [self._token_logprob(choice)],
+            finish_reason=finish,
+            prompt_tokens=len(sequence.prompt_ids),
+            completion_tokens=len(sequence.output_ids),
         )
 
     def _token_logprob(self, choice: sampler.Choice) -> TokenLogprob:
@@ -313,7 +322,9 @@ class LLMEngine:
     def _end_all(self, error: AiaasError) -> None:
         """Fail every running and waiting sequence (a broken step, or unloading)."""
         now = time.perf_counter()
-        for sequence in [*self.scheduler.running, *self.scheduler.drain_waiting()]:
+        ending = [*self.scheduler.running, *self._admitted, *self.scheduler.drain_waiting()]
+        self._admitted = []
+        for sequence in ending:
             if sequence.finish_reason is None:
                 sequence.finish_reason = "abort"
                 self.metrics.finished("abort", now - sequence.arrival)
