@@ -38,10 +38,10 @@ class GenerateParameters(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=-1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=-1)
     seed: int | None = None
     stop: str | list[str] | None = None
     ignore_eos: bool = False

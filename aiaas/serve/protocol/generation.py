@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,9 @@ async def _open(engine: Any, job: Job) -> Stream:
     return started  # type: ignore[no-any-return]
 
 
-async def _prepend(first: GenerationDelta | None, stream: Stream) -> Stream:
+async def _prepend(
+    first: GenerationDelta | None, stream: Stream
+) -> AsyncGenerator[GenerationDelta, None]:
     try:
         if first is not None:
             yield first
@@ -89,14 +91,14 @@ async def start(engine: Any, jobs: list[Job]) -> list[Stream]:
 
 
 async def _close_started(
-    tasks: list[asyncio.Future[tuple[Stream, GenerationDelta | None]]],
+    tasks: Sequence[asyncio.Future[tuple[Stream, GenerationDelta | None]]],
 ) -> None:
     for task in tasks:
         if not task.cancelled() and task.exception() is None:
             await _close(task.result()[0])
 
 
-async def merged(streams: list[Stream]) -> AsyncIterator[tuple[int, GenerationDelta]]:
+async def merged(streams: list[Stream]) -> AsyncGenerator[tuple[int, GenerationDelta], None]:
     """(position in ``streams``, delta) as they come; an error in any stream ends all."""
     if len(streams) == 1:
         try:

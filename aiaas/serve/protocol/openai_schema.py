@@ -32,11 +32,11 @@ class _Sampling(_Body):
     """What completions and chat share: sampling, stop strings, n, streaming."""
 
     model: str
-    n: int = Field(1, ge=1, le=128)
+    n: int = Field(default=1, ge=1, le=128)
     temperature: Temperature | None = None
     top_p: TopP | None = None
     #: vLLM's extra: 0 or -1 turns it off.
-    top_k: int = Field(0, ge=-1)
+    top_k: int = Field(default=0, ge=-1)
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False
@@ -67,8 +67,8 @@ class _Sampling(_Body):
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
     #: OpenAI's default for the legacy completions endpoint.
-    max_tokens: int | None = Field(16, ge=1)
-    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    max_tokens: int | None = Field(default=16, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
     echo: bool = False
     best_of: int | None = None
     suffix: str | None = None
@@ -120,10 +120,10 @@ class ChatMessage(_Body):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
 
     @model_validator(mode="after")
     def _logprobs(self) -> ChatCompletionRequest:
@@ -142,10 +142,10 @@ class EmbeddingRequest(_Body):
     model: str
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1)
 
     def texts(self) -> list[str]:
-        items = [self.input] if isinstance(self.input, str) else list(self.input)
+        items: list[Any] = [self.input] if isinstance(self.input, str) else [*self.input]
         if not items or len(items) > MAX_EMBEDDING_INPUTS:
             raise OpenAIError.invalid(
                 f"'input' must hold 1 to {MAX_EMBEDDING_INPUTS} items", param="input"
@@ -154,7 +154,7 @@ class EmbeddingRequest(_Body):
             raise OpenAIError.invalid("'input' as token ids is not supported", param="input")
         if any(not item for item in items):
             raise OpenAIError.invalid("'input' must not contain an empty string", param="input")
-        return items  # type: ignore[return-value]
+        return items
 
 
 Body = TypeVar("Body", bound=BaseModel)
