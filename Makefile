@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := examples/model_repository/mlp/1/model.onnx
+LLM_EXAMPLE := examples/model_repository/smollm2/1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 
 .PHONY: setup run test bench lint format proto
 
-setup: $(STAMP) $(EXAMPLES)
+setup: $(STAMP) $(EXAMPLES) $(LLM_EXAMPLE)
 
 # torch==2.13.0 first: the CPU wheel on disk, so the `torch` extra needs no CUDA download.
 $(STAMP): pyproject.toml
@@ -23,6 +24,10 @@ $(STAMP): pyproject.toml
 
 $(EXAMPLES): examples/make_model_repository.py $(STAMP)
 	$(PY) examples/make_model_repository.py
+
+# SmolLM2 converted from its GGUF (minutes, so only when the folder is missing).
+$(LLM_EXAMPLE): | $(STAMP)
+	$(PY) examples/make_model_repository.py --llm
 
 run: setup
 	@echo "aiaas serving examples/model_repository at http://127.0.0.1:$(HTTP_PORT) (REST) and 127.0.0.1:$(GRPC_PORT) (gRPC)  (Ctrl-C stops it)"

