@@ -19,13 +19,13 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
 from aiaas.serve.llm import sampler
-from aiaas.serve.llm.kv_cache import BatchCache
+from aiaas.serve.llm.kv_cache import BatchCache, as_value
 from aiaas.serve.llm.metrics import EngineMetrics
 from aiaas.serve.llm.model import LLMModel
 from aiaas.serve.llm.scheduler import Scheduler
@@ -97,6 +97,11 @@ class LLMEngine:
         return float(mask.shape[0] * mask.shape[1]) / capacity
 
     @property
+    def defaults(self) -> dict[str, Any]:
+        """The model's generation defaults (temperature, top_p, max_tokens) from its folder."""
+        return dict(self._model.generation.raw.get("defaults") or {})
+
+    @property
     def kv_bytes_per_token(self) -> int:
         return self._cache.bytes_per_token
 
@@ -115,7 +120,7 @@ class LLMEngine:
                 f"model '{self.model_name}' version {self.model_version} is unloading"
             )
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[GenerationDelta | AiaasError] = asyncio.Queue()
+        queue: asyncio.Queue[object] = asyncio.Queue()
 
         def deliver(item: object) -> None:
             # A closed loop raises RuntimeError: nobody is listening any more.
@@ -129,12 +134,13 @@ class LLMEngine:
                 item = await queue.get()
                 if isinstance(item, AiaasError):
                     raise item
-                yield item
-                if item.finish_reason is not None:
+                delta = cast(GenerationDelta, item)
+                yield delta
+                if delta.finish_reason is not None:
                     return
         finally:
-            if sequence.finish_reason is None:
-                self.scheduler.cancel(sequence)
+            if sequence.finish_reason is None and self.scheduler.cancel(sequence):
+                self.metrics.finished("abort", time.perf_counter() - sequence.arrival)
 
     async def close(self, drain_timeout_s: float | None = None) -> None:
         """Refuse new requests, let running and waiting ones finish (up to the timeout),
@@ -205,33 +211,51 @@ class LLMEngine:
         if gone:
             self._leave(gone, "abort")
         self._admitted = self.scheduler.admit()
-        for sequence in self._admitted:
-            if not sequence.cancelled:
-                self._prefill(sequence)
+        for group in self._prefill_groups([s for s in self._admitted if not s.cancelled]):
+            self._prefill(group)
         self._admitted = []
         if self.scheduler.running:
             self._decode()
 
-    def _prefill(self, sequence: Sequence) -> None:
-        """The prompt alone, in chunks; its first token; then it joins the batch."""
-        self._prefilling = 1
+    def _prefill_groups(self, admitted: list[Sequence]) -> list[list[Sequence]]:
+        """Prompts of one length prefill together (no padding, so nothing to mask); a
+        run holds at most ``prefill_chunk_tokens`` positions, which bounds its logits."""
+        by_length: dict[int, list[Sequence]] = {}
+        for sequence in admitted:
+            by_length.setdefault(len(sequence.prompt_ids), []).append(sequence)
+        chunk = self.settings.prefill_chunk_tokens
+        groups: list[list[Sequence]] = []
+        for length, sequences in by_length.items():
+            rows = max(1, chunk // min(length, chunk))
+            groups += [sequences[i : i + rows] for i in range(0, len(sequences), rows)]
+        return groups
+
+    def _prefill(self, group: list[Sequence]) -> None:
+        """Prompts of one length, in chunks; their first tokens; then they join the batch."""
+        self._prefilling = len(group)
         try:
-            cache = self._new_cache(rows=1)
-            ids = sequence.prompt_ids
+            cache = self._new_cache(rows=len(group))
+            ids = np.asarray([sequence.prompt_ids for sequence in group], dtype=np.int64)
             chunk = self.settings.prefill_chunk_tokens
             logits = np.empty(0, dtype=np.float32)
-            for start in range(0, len(ids), chunk):
-                part = ids[start : start + chunk]
-                positions = np.arange(start, start + len(part), dtype=np.int64)[None, :]
-                logits = self._run(cache, np.asarray([part], dtype=np.int64), positions)
-            choice = sampler.sample(logits, [sequence.params], [sequence.rng])[0]
-            delta = self._advance(sequence, choice, time.perf_counter())
-            if sequence.finish_reason is None:
+            for start in range(0, ids.shape[1], chunk):
+                part = ids[:, start : start + chunk]
+                positions = np.arange(start, start + part.shape[1], dtype=np.int64)
+                positions = np.broadcast_to(positions, part.shape).copy()
+                logits = self._run(cache, part, positions)
+            choices = sampler.sample(
+                logits, [seq.params for seq in group], [seq.rng for seq in group]
+            )
+            now = time.perf_counter()
+            deltas = [self._advance(seq, c, now) for seq, c in zip(group, choices, strict=True)]
+            cache.remove([row for row, seq in enumerate(group) if seq.finish_reason is not None])
+            if cache.rows:
                 self._cache.join(cache)
-                self.scheduler.running.append(sequence)
+                self.scheduler.running += [seq for seq in group if seq.finish_reason is None]
         finally:
             self._prefilling = 0
-        sequence.deliver(delta)
+        for sequence, delta in zip(group, deltas, strict=True):
+            sequence.deliver(delta)
 
     def _decode(self) -> None:
         running = self.scheduler.running
@@ -255,17 +279,20 @@ class LLMEngine:
             sequence.deliver(delta)
 
     def _run(self, cache: BatchCache, input_ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """One model run over ``cache``'s rows; updates the cache, returns last logits."""
+        """One model run over ``cache``'s rows; updates the cache, returns last logits.
+
+        Values stay ONNX Runtime's between runs: the presents become the next past
+        without a copy into numpy (the cache is the largest thing a step moves)."""
         mask = cache.extended_mask(input_ids.shape[1])
         feed = {
-            "input_ids": input_ids,
-            "attention_mask": mask,
-            "position_ids": positions,
+            "input_ids": as_value(input_ids),
+            "attention_mask": as_value(mask),
+            "position_ids": as_value(positions),
             **cache.past_feed(),
         }
-        outputs = self._session.run(self._output_names, feed)
+        outputs = self._session.run_with_ort_values(self._output_names, feed)
         cache.update(outputs[1:], mask)
-        return np.asarray(outputs[0][:, -1, :])
+        return np.array(outputs[0].numpy()[:, -1, :])
 
     def _leave(self, rows: list[int], reason: str | None) -> None:
         running = self.scheduler.running

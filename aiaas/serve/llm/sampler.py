@@ -30,7 +30,8 @@ class Choice:
 
 def log_softmax(row: np.ndarray) -> np.ndarray:
     shifted = row.astype(np.float64) - float(row.max())
-    return shifted - np.log(np.exp(shifted).sum())
+    result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
+    return result
 
 
 def sample(

@@ -39,13 +39,16 @@ class Scheduler:
             self._waiting.append(sequence)
             self.wakeup.notify()
 
-    def cancel(self, sequence: Sequence) -> None:
-        """Called from the event loop: a waiting one leaves now, a running one next step."""
+    def cancel(self, sequence: Sequence) -> bool:
+        """Called from the event loop: a waiting one leaves now (True), a running one at
+        the next step."""
         with self._lock:
             sequence.cancelled = True
-            if sequence in self._waiting:
+            waiting = sequence in self._waiting
+            if waiting:
                 self._waiting.remove(sequence)
             self.wakeup.notify()
+        return waiting
 
     def admit(self) -> list[Sequence]:
         """Waiting sequences to prefill this step: free slots and the prefill budget allow.

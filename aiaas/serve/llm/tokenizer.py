@@ -66,8 +66,7 @@ class ChatTokenizer:
         """Token ids; with special tokens, the BOS the model expects (once) in front."""
         ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
         bos = self.bos_token_id
-        wanted = add_special_tokens and self.add_bos_token and bos is not None
-        if wanted and (not ids or ids[0] != bos):
+        if bos is not None and add_special_tokens and self.add_bos_token and ids[:1] != [bos]:
             ids.insert(0, bos)
         return ids
 

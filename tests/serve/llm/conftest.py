@@ -6,12 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from llm_fixtures import smollm2_version
 from tiny_llama import write_tiny_llama
 
 from aiaas.serve.llm.engine import LLMEngine
 from aiaas.serve.llm.model import load_language_model
 from aiaas.serve.runtimes.onnx import OnnxModel
 from aiaas.serve.serving_config import RuntimeOptions
+
+__all__ = ["smollm2_version"]
 
 #: Long enough that a request started after another's first token joins long before it ends.
 TINY_CONTEXT = 4096

@@ -28,8 +28,10 @@ def test_greedy_text_is_the_same_alone_and_inside_a_batch(make_engine: EngineFac
         engine = make_engine()
         try:
             params = greedy(24)
-            alone = [await collect(engine, prompt, params) for prompt in PROMPTS]
-            together = await asyncio.gather(*(collect(engine, p, params) for p in PROMPTS))
+            # Two prompts of one length: they prefill together in one run.
+            prompts: list[str | list[int]] = [*PROMPTS, list(range(10, 30)), list(range(40, 60))]
+            alone = [await collect(engine, prompt, params) for prompt in prompts]
+            together = await asyncio.gather(*(collect(engine, p, params) for p in prompts))
             for solo, batched in zip(alone, together, strict=True):
                 assert batched.token_ids == solo.token_ids
                 assert batched.text == solo.text
@@ -255,5 +257,66 @@ def test_an_engine_being_closed_refuses_new_requests_and_lets_running_ones_finis
         assert rest[-1].finish_reason == "length"
         with pytest.raises(Exception, match="unloading"):
             await anext(engine.generate(PROMPTS[1], greedy(3), "b"))
+
+    asyncio.run(scenario())
+
+
+def test_a_prompt_prefilled_in_chunks_generates_what_one_run_generates(
+    make_engine: EngineFactory,
+) -> None:
+    async def scenario() -> None:
+        whole, chunked = make_engine(), make_engine(prefill_chunk_tokens=5)
+        try:
+            prompt = " ".join(PROMPTS)
+            assert len(whole.tokenizer.encode(prompt)) > 15
+            expected = await collect(whole, prompt, greedy(20))
+            assert (await collect(chunked, prompt, greedy(20))).token_ids == expected.token_ids
+        finally:
+            await whole.close()
+            await chunked.close()
+
+    asyncio.run(scenario())
+
+
+def test_metrics_count_tokens_latencies_and_finish_reasons(make_engine: EngineFactory) -> None:
+    async def scenario() -> None:
+        engine = make_engine()
+        try:
+            prompts = [engine.tokenizer.encode(p) for p in PROMPTS[:2]]
+            await asyncio.gather(*(collect(engine, p, greedy(5)) for p in prompts))
+            metrics = engine.metrics
+            assert metrics.prompt_tokens == sum(len(p) for p in prompts)
+            assert metrics.generation_tokens == 10
+            assert sum(metrics.time_to_first_token.counts) == 2
+            assert sum(metrics.inter_token_latency.counts) == 8
+            assert sum(metrics.e2e_request_latency.counts) == 2
+            assert metrics.request_success == {"stop": 0, "length": 2, "abort": 0}
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+
+
+def test_at_most_max_num_seqs_run_and_the_next_one_starts_when_a_slot_frees(
+    make_engine: EngineFactory,
+) -> None:
+    async def scenario() -> None:
+        engine = make_engine(max_num_seqs=2)
+        try:
+            first = engine.generate(PROMPTS[0], greedy(3000), "a")
+            second = engine.generate(PROMPTS[1], greedy(3000), "b")
+            await anext(first)
+            await anext(second)
+            third = asyncio.create_task(collect(engine, PROMPTS[2], greedy(4)))
+            while engine.num_waiting == 0:
+                await asyncio.sleep(0.005)
+            assert engine.num_running == 2
+            assert not third.done()
+            await first.aclose()
+            assert (await third).finish_reason == "length"
+            assert engine.num_running == 1
+            await second.aclose()
+        finally:
+            await engine.close()
 
     asyncio.run(scenario())

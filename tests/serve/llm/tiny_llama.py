@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,6 +15,21 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import nn
 
 LAYERS, HEADS, KV_HEADS, HEAD_DIM, HIDDEN, FFN = 2, 4, 2, 16, 64, 128
+
+
+@dataclass(frozen=True)
+class Dims:
+    layers: int = LAYERS
+    heads: int = HEADS
+    kv_heads: int = KV_HEADS
+    head_dim: int = HEAD_DIM
+    hidden: int = HIDDEN
+    ffn: int = FFN
+    vocab: int | None = None  # None: the tokenizer's
+
+
+#: SmolLM2-135M's shape: random weights of it time a decode step as the real model does.
+SMOLLM2_135M = Dims(layers=30, heads=9, kv_heads=3, head_dim=64, hidden=576, ffn=1536, vocab=49152)
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -33,55 +49,57 @@ def _rotate(x: torch.Tensor) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(HIDDEN))
+        self.weight = nn.Parameter(torch.ones(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
 
 
 class Layer(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, dims: Dims) -> None:
         super().__init__()
-        self.norm1 = RMSNorm()
-        self.norm2 = RMSNorm()
-        self.q = nn.Linear(HIDDEN, HEADS * HEAD_DIM, bias=False)
-        self.k = nn.Linear(HIDDEN, KV_HEADS * HEAD_DIM, bias=False)
-        self.v = nn.Linear(HIDDEN, KV_HEADS * HEAD_DIM, bias=False)
-        self.o = nn.Linear(HEADS * HEAD_DIM, HIDDEN, bias=False)
-        self.gate = nn.Linear(HIDDEN, FFN, bias=False)
-        self.up = nn.Linear(HIDDEN, FFN, bias=False)
-        self.down = nn.Linear(FFN, HIDDEN, bias=False)
+        self.dims = dims
+        self.norm1 = RMSNorm(dims.hidden)
+        self.norm2 = RMSNorm(dims.hidden)
+        self.q = nn.Linear(dims.hidden, dims.heads * dims.head_dim, bias=False)
+        self.k = nn.Linear(dims.hidden, dims.kv_heads * dims.head_dim, bias=False)
+        self.v = nn.Linear(dims.hidden, dims.kv_heads * dims.head_dim, bias=False)
+        self.o = nn.Linear(dims.heads * dims.head_dim, dims.hidden, bias=False)
+        self.gate = nn.Linear(dims.hidden, dims.ffn, bias=False)
+        self.up = nn.Linear(dims.hidden, dims.ffn, bias=False)
+        self.down = nn.Linear(dims.ffn, dims.hidden, bias=False)
 
     def forward(self, x, cos, sin, bias, past_k, past_v):  # type: ignore[no-untyped-def]
+        d = self.dims
         batch, length, _ = x.shape
         h = self.norm1(x)
-        q = self.q(h).view(batch, length, HEADS, HEAD_DIM).transpose(1, 2)
-        k = self.k(h).view(batch, length, KV_HEADS, HEAD_DIM).transpose(1, 2)
-        v = self.v(h).view(batch, length, KV_HEADS, HEAD_DIM).transpose(1, 2)
+        q = self.q(h).view(batch, length, d.heads, d.head_dim).transpose(1, 2)
+        k = self.k(h).view(batch, length, d.kv_heads, d.head_dim).transpose(1, 2)
+        v = self.v(h).view(batch, length, d.kv_heads, d.head_dim).transpose(1, 2)
         q = q * cos + _rotate(q) * sin
         k = k * cos + _rotate(k) * sin
         k = torch.cat([past_k, k], dim=2)
         v = torch.cat([past_v, v], dim=2)
-        groups = HEADS // KV_HEADS
+        groups = d.heads // d.kv_heads
         kk = k.repeat_interleave(groups, dim=1)
         vv = v.repeat_interleave(groups, dim=1)
-        scores = q @ kk.transpose(-1, -2) / HEAD_DIM**0.5 + bias
+        scores = q @ kk.transpose(-1, -2) / d.head_dim**0.5 + bias
         attended = torch.softmax(scores, dim=-1) @ vv
-        x = x + self.o(attended.transpose(1, 2).reshape(batch, length, HEADS * HEAD_DIM))
+        x = x + self.o(attended.transpose(1, 2).reshape(batch, length, d.heads * d.head_dim))
         h = self.norm2(x)
         return x + self.down(nn.functional.silu(self.gate(h)) * self.up(h)), k, v
 
 
 class TinyLlama(nn.Module):
-    def __init__(self, vocab: int) -> None:
+    def __init__(self, dims: Dims, vocab: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab, HIDDEN)
-        self.layers = nn.ModuleList(Layer() for _ in range(LAYERS))
-        self.norm = RMSNorm()
-        self.head = nn.Linear(HIDDEN, vocab, bias=False)
-        inv = 1.0 / (10000 ** (torch.arange(0, HEAD_DIM, 2).float() / HEAD_DIM))
+        self.embed = nn.Embedding(vocab, dims.hidden)
+        self.layers = nn.ModuleList(Layer(dims) for _ in range(dims.layers))
+        self.norm = RMSNorm(dims.hidden)
+        self.head = nn.Linear(dims.hidden, vocab, bias=False)
+        inv = 1.0 / (10000 ** (torch.arange(0, dims.head_dim, 2).float() / dims.head_dim))
         self.register_buffer("inv_freq", inv)
 
     def forward(self, input_ids, attention_mask, position_ids, *past):  # type: ignore[no-untyped-def]
@@ -124,24 +142,25 @@ def write_tiny_llama(
     *,
     context_length: int = 128,
     parameters: dict[str, str] | None = None,
+    dims: Dims = Dims(),
 ) -> Path:
     """A model folder `repo/name/version` in the contract's layout; returns the version dir."""
     tokenizer = _tokenizer()
-    vocab = tokenizer.get_vocab_size()
+    vocab = dims.vocab or tokenizer.get_vocab_size()
     torch.manual_seed(seed)
-    model = TinyLlama(vocab).eval()
+    model = TinyLlama(dims, vocab).eval()
     with torch.no_grad():  # sharper logits than init's, so greedy text varies by prompt
         model.head.weight.mul_(8.0)
     folder = repo / name / str(version)
     folder.mkdir(parents=True, exist_ok=True)
-    past_names = [f"past_key_values.{i}.{k}" for i in range(LAYERS) for k in ("key", "value")]
-    present_names = [f"present.{i}.{k}" for i in range(LAYERS) for k in ("key", "value")]
+    past_names = [f"past_key_values.{i}.{k}" for i in range(dims.layers) for k in ("key", "value")]
+    present_names = [f"present.{i}.{k}" for i in range(dims.layers) for k in ("key", "value")]
     batch, length = 2, 3
     example = (
         torch.zeros((batch, length), dtype=torch.int64),
         torch.ones((batch, length + 1), dtype=torch.int64),
         torch.zeros((batch, length), dtype=torch.int64),
-        *[torch.zeros((batch, KV_HEADS, 1, HEAD_DIM)) for _ in past_names],
+        *[torch.zeros((batch, dims.kv_heads, 1, dims.head_dim)) for _ in past_names],
     )
     axes = {
         "input_ids": {0: "batch", 1: "sequence"},
@@ -161,8 +180,8 @@ def write_tiny_llama(
     tokenizer.save(str(folder / "tokenizer.json"))
     eos = tokenizer.token_to_id("<|im_end|>")
     generation = {
-        "model_type": "llama", "context_length": context_length, "num_layers": LAYERS,
-        "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "vocab_size": vocab,
+        "model_type": "llama", "context_length": context_length, "num_layers": dims.layers,
+        "num_key_value_heads": dims.kv_heads, "head_dim": dims.head_dim, "vocab_size": vocab,
         "bos_token_id": None, "eos_token_ids": [eos, tokenizer.token_to_id("<|endoftext|>")],
         "pad_token_id": None, "add_bos_token": False, "chat_template": CHAT_TEMPLATE,
         "special_tokens": {"bos": None, "eos": "<|im_end|>"},
