@@ -118,7 +118,7 @@ class OpenAIFrontEnd:
     async def completions(self, request: Request) -> Response:
         body = parse(CompletionRequest, await self.read_body(request))
         engine = self.repository.llm_engine(body.model)
-        params = _params(body, body.max_tokens, body.logprobs)
+        params = _params(body, body.max_tokens, body.logprobs, engine.defaults)
         jobs = _jobs(body.prompts(), params, body.n, body.seed)
         fmt = bodies.CompletionFormat(with_logprobs=body.logprobs is not None)
         return await self._generate(request, engine, body, jobs, fmt)
@@ -130,7 +130,8 @@ class OpenAIFrontEnd:
         text = engine.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         # The template writes the special tokens itself, as Hugging Face's tokenize=True does.
         prompt = engine.tokenizer.encode(text, add_special_tokens=False)
-        params = _params(body, body.token_limit(), body.logprob_count())
+        limit = body.token_limit() or engine.defaults.get("max_tokens")
+        params = _params(body, limit, body.logprob_count(), engine.defaults)
         jobs = _jobs([prompt], params, body.n, body.seed)
         fmt = bodies.ChatFormat(with_logprobs=body.logprobs)
         return await self._generate(request, engine, body, jobs, fmt)
@@ -176,12 +177,19 @@ def _dimensions_error(asked: int, has: int) -> AiaasError:
 
 
 def _params(
-    body: CompletionRequest | ChatCompletionRequest, max_tokens: int | None, logprobs: int | None
+    body: CompletionRequest | ChatCompletionRequest,
+    max_tokens: int | None,
+    logprobs: int | None,
+    defaults: dict[str, Any],
 ) -> SamplingParams:
+    """The request's sampling; what it leaves out comes from the model's generation
+    defaults (its folder's generation.json), then OpenAI's."""
+    temperature = body.temperature if body.temperature is not None else defaults.get("temperature")
+    top_p = body.top_p if body.top_p is not None else defaults.get("top_p")
     return SamplingParams(
         max_tokens=max_tokens,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
+        temperature=1.0 if temperature is None else float(temperature),
+        top_p=1.0 if top_p is None else float(top_p),
         top_k=max(body.top_k, 0),
         stop=body.stop_strings(),
         logprobs=logprobs,
