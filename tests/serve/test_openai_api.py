@@ -45,17 +45,22 @@ ENGINE_PARAMETERS = """
 parameters { key: "max_num_seqs" value { string_value: "4" } }
 parameters { key: "max_num_waiting" value { string_value: "8" } }
 """
+#: The same model under another name, whose unload ends its generations at once.
+SHORT_LIVED = "smollm2-short-drain"
+SHORT_DRAIN = 'parameters { key: "drain_timeout_s" value { string_value: "0.1" } }\n'
 
 
 @pytest.fixture(scope="module")
 def repository(module_tmp: Path, smollm2_version: Path, minilm_repository: Path) -> Path:
-    """SmolLM2 (version 1, bounded to 4 running and 8 waiting) and MiniLM side by side."""
+    """SmolLM2 (version 1, bounded to 4 running and 8 waiting), a short-lived copy of it
+    and MiniLM side by side."""
     root = module_tmp / "repository"
-    model = root / MODEL
-    model.mkdir(parents=True)
     config = (smollm2_version.parent / "config.pbtxt").read_text()
-    (model / "config.pbtxt").write_text(config + ENGINE_PARAMETERS)
-    (model / "1").symlink_to(smollm2_version, target_is_directory=True)
+    for name, extra in ((MODEL, ENGINE_PARAMETERS), (SHORT_LIVED, SHORT_DRAIN)):
+        (root / name).mkdir(parents=True)
+        named = config.replace(f'name: "{MODEL}"', f'name: "{name}"')
+        (root / name / "config.pbtxt").write_text(named + extra)
+        (root / name / "1").symlink_to(smollm2_version, target_is_directory=True)
     shutil.copytree(minilm_repository / "minilm", root / "minilm")
     return root
 
@@ -152,7 +157,7 @@ def _wait_for(condition, what: str, timeout: float = 60) -> None:
 
 def test_models_lists_the_language_and_the_embedding_model(client):
     names = [model.id for model in client.models.list()]
-    assert names == ["minilm", MODEL]
+    assert names == ["minilm", MODEL, SHORT_LIVED]
     assert client.models.retrieve(MODEL).owned_by == "aiaas"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
@@ -470,6 +475,27 @@ def test_a_full_queue_answers_429_and_disconnects_free_every_slot(server, http):
         ),
         "the running and waiting gauges to return to 0 after the disconnects",
     )
+
+
+def test_an_error_mid_stream_is_a_data_event_before_done(http, repository, module_tmp):
+    body = {
+        "model": SHORT_LIVED,
+        "prompt": "Count to a thousand:",
+        "max_tokens": 1000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with http.stream("POST", "/v1/completions", json=body) as raw:
+        events = (line for line in raw.iter_lines() if line)
+        assert orjson.loads(next(events)[len("data: ") :])["choices"]  # generating
+        # poll mode unloads a removed model; its engine ends what still runs
+        (repository / SHORT_LIVED).rename(module_tmp / "removed")
+        rest = list(events)
+    assert rest[-1] == "data: [DONE]"
+    error = orjson.loads(rest[-2][len("data: ") :])["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "unloaded" in error["message"]
+    assert all(orjson.loads(line[len("data: ") :])["choices"] for line in rest[:-2])
 
 
 def test_a_new_version_during_a_generation_loses_no_request(server, client, repository):
