@@ -360,6 +360,9 @@ def test_unknown_model_bad_parameters_and_context_overflow_in_openai_shape(clien
     assert "maximum context length" in overflow.value.message
     error = http.post("/v1/completions", content=b"{not json").json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
+    unknown = http.post("/v1/no/such/route", json={})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "Invalid URL (POST /v1/no/such/route)"
 
 
 def test_api_key_is_required_on_v1_only(server, http):

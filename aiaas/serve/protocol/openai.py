@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 BodyReader = Callable[[Request], Awaitable[bytes]]
 _OWNER = "aiaas"
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
@@ -68,7 +69,10 @@ class OpenAIFrontEnd:
             ("/v1/chat/completions", self.chat_completions, "POST"),
             ("/v1/embeddings", self.embeddings, "POST"),
         ]
-        return [Route(path, self._guarded(fn), methods=[method]) for path, fn, method in table]
+        routes = [Route(path, self._guarded(fn), methods=[method]) for path, fn, method in table]
+        # Last: any other /v1 path is answered in OpenAI's shape too, as OpenAI does.
+        unknown = Route("/v1/{rest:path}", self._guarded(self.unknown_route), methods=_METHODS)
+        return [*routes, unknown]
 
     def _guarded(self, endpoint: Endpoint) -> Endpoint:
         """The one place /v1 errors become OpenAI's envelope (and the API key is checked)."""
@@ -94,6 +98,9 @@ class OpenAIFrontEnd:
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         if not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
             raise Unauthenticated("incorrect API key provided")
+
+    async def unknown_route(self, request: Request) -> Response:
+        raise OpenAIError(f"Invalid URL ({request.method} {request.url.path})", status=404)
 
     # ---- models ----------------------------------------------------------------------
 

@@ -28,10 +28,13 @@ _CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_excee
 class OpenAIError(InvalidArgument):
     """A client mistake that names the request field it is about (OpenAI's ``param``)."""
 
-    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, status: int = 400, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.param = param
         self.http_status = status
+        self.code = code
 
     @classmethod
     def invalid(cls, message: str, *, param: str | None = None) -> OpenAIError:
@@ -41,13 +44,16 @@ class OpenAIError(InvalidArgument):
 def envelope(error: AiaasError, param: str | None = None) -> dict[str, Any]:
     """The body for ``error``; ``param`` is used when the error does not name one."""
     status = error.http_status
-    own = getattr(error, "param", None)
+    if isinstance(error, OpenAIError):
+        param, code = error.param, error.code
+    else:
+        code = _CODES.get(status)
     return {
         "error": {
             "message": error.message,
             "type": _TYPES.get(status, "server_error"),
-            "param": own if own is not None else param,
-            "code": _CODES.get(status),
+            "param": param,
+            "code": code,
         }
     }
 
