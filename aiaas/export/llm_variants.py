@@ -2,9 +2,9 @@
 
 - ``int8``: dynamic quantization (int8 weights per channel, activations quantized at run
   time) of every MatMul with a constant weight.
-- ``int4``: weight-only 4-bit blocks (``MatMulNBits``, blocks of 32 along the input axis
-  with a zero point, the layout of the GGUF's own Q4_1); accuracy level 4 lets ONNX
-  Runtime multiply with int8 activations, its fastest CPU path.
+- ``int4``: weight-only ``MatMulNBits``, 4-bit blocks of 32 along the input axis (the
+  layout of the GGUF's own Q4_1), the output projection in 8 bits; accuracy level 4 lets
+  ONNX Runtime multiply with int8 activations, its fastest CPU path.
 
 The exported graph feeds the tied output projection through ``Transpose(embedding)``; it
 is folded into a constant first, so the largest matrix (vocabulary x hidden) is quantized
@@ -94,25 +94,80 @@ def _int8(source: Path, destination: Path) -> dict[str, Any]:
 
 
 def _int4(source: Path, destination: Path) -> dict[str, Any]:
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
+    """Every MatMul with a constant weight becomes ONNX Runtime's ``MatMulNBits``: 4-bit
+    blocks of 32 along the input axis, the output projection in 8 bits (as llama.cpp
+    keeps it).
 
-    config = DefaultWeightOnlyQuantConfig(
-        block_size=INT4_BLOCK_SIZE, is_symmetric=False, accuracy_level=INT4_ACCURACY_LEVEL
-    )
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(source)), block_size=INT4_BLOCK_SIZE, is_symmetric=False,
-        accuracy_level=INT4_ACCURACY_LEVEL, algo_config=config,
-    )  # fmt: skip
-    quantizer.process()
-    quantizer.model.save_model_to_file(str(destination), use_external_data_format=False)
+    The blocks carry float zero points (``MatMulNBits`` takes them): min/max rounding then
+    puts weights that came from a GGUF's Q4_1 blocks (value = d * q + m, q in 0..15, the
+    block's min and max at q = 0 and 15) back on exactly their grid, and Q8_0's
+    symmetric blocks likewise, so the variant computes with the very weights llama.cpp
+    does. ONNX Runtime's MatMulNBitsQuantizer rounds zero points to integers, which moves
+    every Q4_1 block off its grid: on SmolLM2 its greedy agreement was 69 % against this
+    one's 99 % (the rest is int8 activations).
+    """
+    model = onnx.load(str(source))
+    initializers = {init.name: init for init in model.graph.initializer}
+    packed = 0
+    for index, node in enumerate(model.graph.node):
+        if node.op_type != "MatMul" or node.input[1] not in initializers:
+            continue
+        weight = numpy_helper.to_array(initializers[node.input[1]])
+        if weight.ndim != 2 or weight.shape[0] % INT4_BLOCK_SIZE:
+            continue
+        bits = 8 if "logits" in node.output else 4
+        model.graph.node[index].CopyFrom(_matmul_nbits(model, node, weight, bits))
+        packed += 1
+    used = {name for node in model.graph.node for name in node.input}
+    for name in set(initializers) - used:
+        model.graph.initializer.remove(initializers[name])
+    if all(opset.domain != "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    onnx.save_model(model, str(destination))
     return {
-        "method": "onnxruntime.MatMulNBits",
-        "weights": f"int4 with zero points, blocks of {INT4_BLOCK_SIZE}",
+        "method": "onnxruntime MatMulNBits",
+        "weights": f"4-bit blocks of {INT4_BLOCK_SIZE} with float zero points; output 8-bit",
         "accuracy_level": INT4_ACCURACY_LEVEL,
+        "matmuls": packed,
     }
+
+
+def _matmul_nbits(
+    model: onnx.ModelProto, node: onnx.NodeProto, weight: np.ndarray, bits: int
+) -> onnx.NodeProto:
+    rows, columns = weight.shape  # K inputs, N outputs
+    blocks = weight.T.reshape(columns, rows // INT4_BLOCK_SIZE, INT4_BLOCK_SIZE)
+    quantized, scale, zero_point = (_blocks_4bit if bits == 4 else _blocks_8bit)(
+        blocks.astype(np.float64)
+    )
+    base = node.input[1]
+    arrays = {f"{base}_q{bits}": quantized, f"{base}_scales": scale.reshape(-1)}
+    if zero_point is not None:  # 8-bit blocks use the operator's default zero point, 128
+        arrays[f"{base}_zp"] = zero_point.reshape(-1)
+    model.graph.initializer.extend(numpy_helper.from_array(a, n) for n, a in arrays.items())
+    return onnx.helper.make_node(
+        "MatMulNBits", [node.input[0], *arrays], list(node.output),
+        name=f"{node.name}_q{bits}", domain="com.microsoft",
+        K=rows, N=columns, bits=bits, block_size=INT4_BLOCK_SIZE,
+        accuracy_level=INT4_ACCURACY_LEVEL,
+    )  # fmt: skip
+
+
+def _blocks_4bit(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min/max per block with a float zero point; two values a byte, low nibble first."""
+    low, high = blocks.min(-1, keepdims=True), blocks.max(-1, keepdims=True)
+    scale = np.where(high > low, (high - low) / 15, 1.0)
+    levels = np.clip(np.rint((blocks - low) / scale), 0, 15).astype(np.uint8)
+    packed = levels[..., 0::2] | (levels[..., 1::2] << 4)
+    return packed, scale.astype(np.float32), (-low / scale).astype(np.float32)
+
+
+def _blocks_8bit(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    """Symmetric per block (as Q8_0): levels -127..127 stored around 128."""
+    peak = np.abs(blocks).max(-1, keepdims=True)
+    scale = np.where(peak > 0, peak / 127, 1.0)
+    levels = np.clip(np.rint(blocks / scale), -127, 127) + 128
+    return levels.astype(np.uint8), scale.astype(np.float32), None
 
 
 @contextlib.contextmanager

@@ -79,10 +79,11 @@ def test_int4_variant_from_the_cli_is_smaller_close_and_registered_with_lineage(
         (version,) = registry.versions("smollm2-int4")
     assert version.recipe["variant"] == "int4"
     assert version.recipe["gguf_sha256"] == source_sha
-    assert version.recipe["quantization"]["method"] == "onnxruntime.MatMulNBits"
+    assert version.recipe["quantization"]["method"] == "onnxruntime MatMulNBits"
     assert version.metrics["size_bytes"] < 0.45 * reference_fidelity.size_bytes
-    assert version.metrics["greedy_agreement"] >= 0.5
-    assert version.metrics["perplexity"] < 1.5 * reference_fidelity.perplexity
+    # The GGUF's Q4_1 blocks are reproduced exactly: only int8 activations differ.
+    assert version.metrics["greedy_agreement"] >= 0.95
+    assert version.metrics["perplexity"] < 1.02 * reference_fidelity.perplexity
 
 
 def test_int8_variant_is_smaller_generates_and_stays_close_to_float32(
