@@ -56,9 +56,9 @@ from aiaas.export.cli import export_app  # noqa: E402
 app.add_typer(export_app, name="export")
 
 # `aiaas compress`: aiaas.compress.cli imports typer only; torch loads when the command runs.
-from aiaas.compress.cli import compress as _compress  # noqa: E402
+from aiaas.compress.cli import compress_app  # noqa: E402
 
-app.command("compress")(_compress)
+app.add_typer(compress_app, name="compress")
 
 # `aiaas federated`: aiaas.federated.cli imports typer only; torch and flwr load when it runs.
 from aiaas.federated.cli import federated_app  # noqa: E402

@@ -14,10 +14,15 @@ from typing import Annotated, Literal
 
 import typer
 
+from aiaas.export.cli import DefaultToModelGroup
+
 Repeat = list[str] | None
 # Choices click checks, so a wrong value is one line naming the flag and what it allows.
 SelectBy = Literal["batch16", "batch1", "size"]
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+
+
+LLMVariant = Literal["int8", "int4"]
 
 
 class QuantizeMode(StrEnum):
@@ -25,6 +30,16 @@ class QuantizeMode(StrEnum):
     STATIC = "static"
 
 
+compress_app = typer.Typer(
+    cls=DefaultToModelGroup,
+    help="Make smaller, faster variants of a model and measure them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@compress_app.command("model")
 def compress(
     model: Annotated[str, typer.Argument(help="module.path:factory, a .pt2 or an .onnx file")],
     eval_data: Annotated[
@@ -98,5 +113,52 @@ def compress(
     )  # fmt: skip
     try:
         run(request)
+    except AiaasError as error:
+        raise fail_with(error) from None
+
+
+@compress_app.command("llm")
+def compress_llm(
+    source: Annotated[Path, typer.Argument(help="A version folder from `aiaas export llm`.")],
+    variant: Annotated[
+        LLMVariant, typer.Option("--variant", help="int8 (dynamic) or int4 (MatMulNBits).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="REPO/NAME/VERSION folder to create.")],
+    register: Annotated[
+        str | None, typer.Option("--register", help="Also register under this model name.")
+    ] = None,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Registry URI of the float32 source version.")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
+    ] = None,
+) -> None:
+    """Quantize a converted language model; report size, decode speed and fidelity to fp32."""
+    from aiaas.errors import AiaasError
+    from aiaas.exit_codes import fail_with
+
+    try:
+        from aiaas.export import llm_fidelity
+        from aiaas.export.llm_variants import quantize_version, variant_recipe
+
+        target = quantize_version(source, out, variant)
+        reference = llm_fidelity.measure(source, source)
+        measured = llm_fidelity.measure(source, target)
+        for label, row in (("fp32", reference), (variant, measured)):
+            typer.echo(
+                f"{label:5} size {row.size_bytes / 1e6:7.1f} MB  decode "
+                f"{row.decode_tokens_per_s:6.1f} tokens/s  greedy agreement "
+                f"{row.greedy_agreement:6.1%}  perplexity {row.perplexity:7.2f}"
+            )
+        typer.echo(f"wrote {target}")
+        if register:
+            from aiaas.export.registering import register_file
+
+            uri = register_file(
+                target, register, registry, parents=[parent] if parent else [],
+                recipe=variant_recipe(target), metrics=measured.as_metrics(),
+            )  # fmt: skip
+            typer.echo(f"registered {uri}")
     except AiaasError as error:
         raise fail_with(error) from None

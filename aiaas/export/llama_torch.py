@@ -104,6 +104,8 @@ class DecoderLayer(nn.Module):
 class LlamaDecoder(nn.Module):
     """input_ids, attention_mask, position_ids, past (k, v per layer) -> logits, present."""
 
+    inv_freq: torch.Tensor
+
     def __init__(self, hyper: LlamaHyperparameters) -> None:
         super().__init__()
         self.hyper = hyper

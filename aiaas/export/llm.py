@@ -136,7 +136,9 @@ def write_lineage(
     onnx.save_model(model, str(model_file))
 
 
-def generation_config(source: LlamaGGUF, context_length: int, recipe: dict[str, Any]) -> dict:
+def generation_config(
+    source: LlamaGGUF, context_length: int, recipe: dict[str, Any]
+) -> dict[str, Any]:
     hyper, tokenizer = source.hyperparameters, source.tokenizer
 
     def text(token_id: int | None) -> str | None:

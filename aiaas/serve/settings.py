@@ -89,6 +89,9 @@ class ServerSettings(BaseSettings):
     admin_token: str | None = Field(
         None, description="Bearer token for alias changes through /v2/registry."
     )
+    api_key: str | None = Field(
+        None, description="Bearer key the OpenAI routes (/v1) require (none: open)."
+    )
 
     @field_validator("load_model", "model", mode="before")
     @classmethod

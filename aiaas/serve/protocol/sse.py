@@ -1,0 +1,84 @@
+"""Server-sent events for generation, and the rule that a client who leaves stops it.
+
+Each event is one ``data: <json>`` line and a blank line, as OpenAI's clients and
+Triton's generate_stream parse them. The response below watches the connection
+while it streams: when the client disconnects, the event source is cancelled and
+closed at once, so the engine drops the sequence at its next step instead of
+generating for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+DONE = b"data: [DONE]\n\n"
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+Result = TypeVar("Result")
+
+
+def event(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_disconnected(work: Awaitable[Result], receive: Receive) -> Result | None:
+    """``work``'s result, or None once the client disconnects first (``work`` is then
+    cancelled, which closes the generations it awaits)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return task.result() if not task.cancelled() else None
+
+
+class EventStreamResponse(Response):
+    """Streams ``events`` (already framed) and stops them when the client disconnects."""
+
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        super().__init__(status_code=200)
+        self.events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(_HEADERS)})
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(self.events))
+                await asyncio.wait({step, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await step
+                    return
+                try:
+                    chunk = step.result()
+                except StopAsyncIteration:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            await self.events.aclose()  # type: ignore[attr-defined]
