@@ -32,6 +32,7 @@ $(LLM_EXAMPLE): | $(STAMP)
 run: setup
 	@echo "aiaas serving examples/model_repository at http://127.0.0.1:$(HTTP_PORT) (REST) and 127.0.0.1:$(GRPC_PORT) (gRPC)  (Ctrl-C stops it)"
 	@echo "try: curl -s -X POST http://127.0.0.1:$(HTTP_PORT)/v2/models/add_sub/infer -d '{\"inputs\":[{\"name\":\"a\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},{\"name\":\"b\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'"
+	@echo "chat: curl -s http://127.0.0.1:$(HTTP_PORT)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"smollm2\",\"messages\":[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}'"
 	$(VENV)/bin/aiaas serve --model-repository examples/model_repository --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
 test: setup

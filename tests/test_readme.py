@@ -120,6 +120,12 @@ def _fresh_copy(destination: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     (destination / ".venv").symlink_to(Path(sys.prefix))
+    # The language model takes minutes to convert: `make setup` made it here already, and
+    # the README only reads it, so the copy links to it instead of converting it again.
+    converted = ROOT / "examples" / "model_repository" / "smollm2"
+    if (converted / "1" / "model.onnx").is_file():
+        (destination / "examples" / "model_repository").mkdir(parents=True, exist_ok=True)
+        (destination / "examples" / "model_repository" / "smollm2").symlink_to(converted)
     subprocess.run(
         [sys.executable, "examples/make_model_repository.py"], cwd=destination, check=True
     )
