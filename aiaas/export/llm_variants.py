@@ -8,7 +8,7 @@
 
 The exported graph feeds the tied output projection through ``Transpose(embedding)``; it
 is folded into a constant first, so the largest matrix (vocabulary x hidden) is quantized
-too. The token embedding lookup itself stays float32.
+too. int8 keeps the token embedding lookup in float32; int4 stores it in 8-bit blocks.
 The other files of the version (tokenizer.json, generation.json) are copied unchanged.
 """
 
@@ -118,6 +118,10 @@ def _int4(source: Path, destination: Path) -> dict[str, Any]:
         bits = 8 if "logits" in node.output else 4
         model.graph.node[index].CopyFrom(_matmul_nbits(model, node, weight, bits))
         packed += 1
+    for index, node in enumerate(model.graph.node):
+        if _is_embedding_lookup(node, initializers):
+            table = numpy_helper.to_array(initializers[node.input[0]])
+            model.graph.node[index].CopyFrom(_gather_8bit(model, node, table))
     used = {name for node in model.graph.node for name in node.input}
     for name in set(initializers) - used:
         model.graph.initializer.remove(initializers[name])
@@ -126,7 +130,10 @@ def _int4(source: Path, destination: Path) -> dict[str, Any]:
     onnx.save_model(model, str(destination))
     return {
         "method": "onnxruntime MatMulNBits",
-        "weights": f"4-bit blocks of {INT4_BLOCK_SIZE} with float zero points; output 8-bit",
+        "weights": (
+            f"4-bit blocks of {INT4_BLOCK_SIZE} with float zero points; "
+            "output projection and token embedding in 8-bit blocks"
+        ),
         "accuracy_level": INT4_ACCURACY_LEVEL,
         "matmuls": packed,
     }
@@ -150,6 +157,34 @@ def _matmul_nbits(
         name=f"{node.name}_q{bits}", domain="com.microsoft",
         K=rows, N=columns, bits=bits, block_size=INT4_BLOCK_SIZE,
         accuracy_level=INT4_ACCURACY_LEVEL,
+    )  # fmt: skip
+
+
+def _is_embedding_lookup(node: onnx.NodeProto, initializers: dict[str, Any]) -> bool:
+    if node.op_type != "Gather" or node.input[0] not in initializers:
+        return False
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    dims = list(initializers[node.input[0]].dims)
+    return axis == 0 and len(dims) == 2 and dims[1] % INT4_BLOCK_SIZE == 0
+
+
+def _gather_8bit(model: onnx.ModelProto, node: onnx.NodeProto, table: np.ndarray) -> onnx.NodeProto:
+    """The token embedding as ``GatherBlockQuantized``: 8-bit symmetric blocks (Q8_0's
+    layout, so a GGUF's Q8_0 embedding comes back exactly)."""
+    rows, width = table.shape
+    blocks = table.reshape(rows, width // INT4_BLOCK_SIZE, INT4_BLOCK_SIZE).astype(np.float64)
+    levels, scale, _ = _blocks_8bit(blocks)
+    base = node.input[0]
+    arrays = {
+        f"{base}_q8": levels.reshape(rows, width),
+        f"{base}_scales": scale.reshape(rows, -1),
+        f"{base}_zp": np.full(scale.shape[:2], 128, dtype=np.uint8),
+    }
+    model.graph.initializer.extend(numpy_helper.from_array(a, n) for n, a in arrays.items())
+    return onnx.helper.make_node(
+        "GatherBlockQuantized", [f"{base}_q8", node.input[1], *list(arrays)[1:]],
+        list(node.output), name=f"{node.name}_q8", domain="com.microsoft",
+        gather_axis=0, quantize_axis=1, block_size=INT4_BLOCK_SIZE, bits=8,
     )  # fmt: skip
 
 
