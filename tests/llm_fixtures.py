@@ -45,7 +45,11 @@ def smollm2_version(
     from aiaas.export.llm import export_llm
 
     gguf = gguf_path()
-    cached = Path(request.config.cache.mkdir(f"smollm2-{_converter_key(gguf)}"))
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    if cache is not None:
+        cached = Path(cache.mkdir(f"smollm2-{_converter_key(gguf)}"))
+    else:
+        cached = tmp_path_factory.mktemp("smollm2-converted")
     if not (cached / "smollm2" / "1" / "generation.json").is_file():
         shutil.rmtree(cached / "smollm2", ignore_errors=True)
         export_llm(gguf, cached / "smollm2" / "1")

@@ -8,7 +8,7 @@
 
 The exported graph feeds the tied output projection through ``Transpose(embedding)``; it
 is folded into a constant first, so the largest matrix (vocabulary x hidden) is quantized
-too. The token embedding lookup itself stays float32.
+too. int8 keeps the token embedding lookup in float32; int4 stores it in 8-bit blocks.
 The other files of the version (tokenizer.json, generation.json) are copied unchanged.
 """
 
@@ -98,26 +98,38 @@ def _int4(source: Path, destination: Path) -> dict[str, Any]:
     blocks of 32 along the input axis, the output projection in 8 bits (as llama.cpp
     keeps it).
 
-    The blocks carry float zero points (``MatMulNBits`` takes them): min/max rounding then
-    puts weights that came from a GGUF's Q4_1 blocks (value = d * q + m, q in 0..15, the
-    block's min and max at q = 0 and 15) back on exactly their grid, and Q8_0's
-    symmetric blocks likewise, so the variant computes with the very weights llama.cpp
-    does. ONNX Runtime's MatMulNBitsQuantizer rounds zero points to integers, which moves
-    every Q4_1 block off its grid: on SmolLM2 its greedy agreement was 69 % against this
-    one's 99 % (the rest is int8 activations).
+    A GGUF's Q4_1 block is ``d * q + m`` (q in 0..15, the block's min and max at 0 and 15),
+    which ``MatMulNBits`` can hold only with float zero points, and those take ONNX
+    Runtime's slow path (10 tokens/s here against 130). So each block keeps its levels and
+    scale in ``MatMulNBits`` with the operator's default zero point, and the block offsets
+    go in a small float32 product: ``x @ W = MatMulNBits(x) + blocksum(x) @ offsets``,
+    where ``blocksum`` adds each block of 32 inputs (one MatMul with a 0/1 matrix, shared
+    by the projections that read the same input). Min/max rounding puts Q4_1 weights back
+    on exactly their grid; ONNX Runtime's MatMulNBitsQuantizer rounds zero points to
+    integers, which moves every block off it (greedy agreement 69 % against 99 %).
     """
     model = onnx.load(str(source))
     initializers = {init.name: init for init in model.graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    block_sums: dict[str, str] = {}
     packed = 0
-    for index, node in enumerate(model.graph.node):
-        if node.op_type != "MatMul" or node.input[1] not in initializers:
-            continue
-        weight = numpy_helper.to_array(initializers[node.input[1]])
-        if weight.ndim != 2 or weight.shape[0] % INT4_BLOCK_SIZE:
-            continue
-        bits = 8 if "logits" in node.output else 4
-        model.graph.node[index].CopyFrom(_matmul_nbits(model, node, weight, bits))
-        packed += 1
+    for node in model.graph.node:
+        weight = _constant_weight(node, initializers)
+        if weight is None:
+            nodes.append(node)
+        elif "logits" in node.output:
+            nodes.append(_matmul_8bit(model, node, weight))
+        else:
+            nodes += _matmul_4bit(model, node, weight, block_sums)
+        packed += weight is not None
+    nodes = [
+        _gather_8bit(model, node, numpy_helper.to_array(initializers[node.input[0]]))
+        if _is_embedding_lookup(node, initializers)
+        else node
+        for node in nodes
+    ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     used = {name for node in model.graph.node for name in node.input}
     for name in set(initializers) - used:
         model.graph.initializer.remove(initializers[name])
@@ -126,40 +138,126 @@ def _int4(source: Path, destination: Path) -> dict[str, Any]:
     onnx.save_model(model, str(destination))
     return {
         "method": "onnxruntime MatMulNBits",
-        "weights": f"4-bit blocks of {INT4_BLOCK_SIZE} with float zero points; output 8-bit",
+        "weights": (
+            f"4-bit blocks of {INT4_BLOCK_SIZE} (scale and float32 offset per block); "
+            "output projection and token embedding in 8-bit blocks"
+        ),
         "accuracy_level": INT4_ACCURACY_LEVEL,
         "matmuls": packed,
     }
 
 
-def _matmul_nbits(
-    model: onnx.ModelProto, node: onnx.NodeProto, weight: np.ndarray, bits: int
-) -> onnx.NodeProto:
-    rows, columns = weight.shape  # K inputs, N outputs
+def _constant_weight(node: onnx.NodeProto, initializers: dict[str, Any]) -> np.ndarray | None:
+    if node.op_type != "MatMul" or node.input[1] not in initializers:
+        return None
+    weight = numpy_helper.to_array(initializers[node.input[1]])
+    if weight.ndim != 2 or weight.shape[0] % INT4_BLOCK_SIZE:
+        return None
+    return weight
+
+
+def _weight_blocks(weight: np.ndarray) -> np.ndarray:
+    """[K, N] -> [N, K / block, block] in float64, the layout MatMulNBits stores."""
+    rows, columns = weight.shape
     blocks = weight.T.reshape(columns, rows // INT4_BLOCK_SIZE, INT4_BLOCK_SIZE)
-    quantized, scale, zero_point = (_blocks_4bit if bits == 4 else _blocks_8bit)(
-        blocks.astype(np.float64)
-    )
-    base = node.input[1]
-    arrays = {f"{base}_q{bits}": quantized, f"{base}_scales": scale.reshape(-1)}
-    if zero_point is not None:  # 8-bit blocks use the operator's default zero point, 128
-        arrays[f"{base}_zp"] = zero_point.reshape(-1)
-    model.graph.initializer.extend(numpy_helper.from_array(a, n) for n, a in arrays.items())
+    return blocks.astype(np.float64)
+
+
+def _nbits_node(
+    node: onnx.NodeProto, inputs: list[str], output: str, bits: int, shape: tuple[int, int]
+) -> onnx.NodeProto:
     return onnx.helper.make_node(
-        "MatMulNBits", [node.input[0], *arrays], list(node.output),
-        name=f"{node.name}_q{bits}", domain="com.microsoft",
-        K=rows, N=columns, bits=bits, block_size=INT4_BLOCK_SIZE,
+        "MatMulNBits", inputs, [output], name=f"{node.name}_q{bits}", domain="com.microsoft",
+        K=shape[0], N=shape[1], bits=bits, block_size=INT4_BLOCK_SIZE,
         accuracy_level=INT4_ACCURACY_LEVEL,
     )  # fmt: skip
 
 
+def _matmul_8bit(
+    model: onnx.ModelProto, node: onnx.NodeProto, weight: np.ndarray
+) -> onnx.NodeProto:
+    levels, scale, _ = _blocks_8bit(_weight_blocks(weight))
+    base = node.input[1]
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(levels, f"{base}_q8"),
+            numpy_helper.from_array(scale.reshape(-1), f"{base}_scales"),
+        ]
+    )
+    inputs = [node.input[0], f"{base}_q8", f"{base}_scales"]
+    return _nbits_node(node, inputs, node.output[0], 8, weight.shape)
+
+
+def _matmul_4bit(
+    model: onnx.ModelProto, node: onnx.NodeProto, weight: np.ndarray, block_sums: dict[str, str]
+) -> list[onnx.NodeProto]:
+    rows, _ = weight.shape
+    packed, scale, offset = _blocks_4bit(_weight_blocks(weight))
+    base, source, output = node.input[1], node.input[0], node.output[0]
+    model.graph.initializer.extend(
+        [
+            numpy_helper.from_array(packed, f"{base}_q4"),
+            numpy_helper.from_array(scale.reshape(-1), f"{base}_scales"),
+            numpy_helper.from_array(np.ascontiguousarray(offset[..., 0].T), f"{base}_offsets"),
+        ]
+    )
+    new = [_nbits_node(node, [source, f"{base}_q4", f"{base}_scales"], f"{output}_q4", 4,
+                       weight.shape)]  # fmt: skip
+    if source not in block_sums:
+        block_sums[source] = f"{source}_block_sums"
+        summer = f"block_sum_matrix_{rows}"
+        if summer not in {init.name for init in model.graph.initializer}:
+            matrix = np.repeat(
+                np.eye(rows // INT4_BLOCK_SIZE, dtype=np.float32), INT4_BLOCK_SIZE, 0
+            )
+            model.graph.initializer.append(numpy_helper.from_array(matrix, summer))
+        new.append(onnx.helper.make_node("MatMul", [source, summer], [block_sums[source]]))
+    new += [
+        onnx.helper.make_node(
+            "MatMul", [block_sums[source], f"{base}_offsets"], [f"{output}_offset"]
+        ),
+        onnx.helper.make_node("Add", [f"{output}_q4", f"{output}_offset"], [output]),
+    ]
+    return new
+
+
+def _is_embedding_lookup(node: onnx.NodeProto, initializers: dict[str, Any]) -> bool:
+    if node.op_type != "Gather" or node.input[0] not in initializers:
+        return False
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    dims = list(initializers[node.input[0]].dims)
+    return axis == 0 and len(dims) == 2 and dims[1] % INT4_BLOCK_SIZE == 0
+
+
+def _gather_8bit(model: onnx.ModelProto, node: onnx.NodeProto, table: np.ndarray) -> onnx.NodeProto:
+    """The token embedding as ``GatherBlockQuantized``: 8-bit symmetric blocks (Q8_0's
+    layout, so a GGUF's Q8_0 embedding comes back exactly)."""
+    rows, width = table.shape
+    blocks = table.reshape(rows, width // INT4_BLOCK_SIZE, INT4_BLOCK_SIZE).astype(np.float64)
+    levels, scale, _ = _blocks_8bit(blocks)
+    base = node.input[0]
+    arrays = {
+        f"{base}_q8": levels.reshape(rows, width),
+        f"{base}_scales": scale.reshape(rows, -1),
+        f"{base}_zp": np.full(scale.shape[:2], 128, dtype=np.uint8),
+    }
+    model.graph.initializer.extend(numpy_helper.from_array(a, n) for n, a in arrays.items())
+    return onnx.helper.make_node(
+        "GatherBlockQuantized", [f"{base}_q8", node.input[1], *list(arrays)[1:]],
+        list(node.output), name=f"{node.name}_q8", domain="com.microsoft",
+        gather_axis=0, quantize_axis=1, block_size=INT4_BLOCK_SIZE, bits=8,
+    )  # fmt: skip
+
+
 def _blocks_4bit(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Min/max per block with a float zero point; two values a byte, low nibble first."""
+    """Min/max per block: levels 0..15 two a byte (low nibble first), the scale, and the
+    offset that makes ``scale * (level - 8) + offset`` the weight under MatMulNBits'
+    default zero point 8."""
     low, high = blocks.min(-1, keepdims=True), blocks.max(-1, keepdims=True)
     scale = np.where(high > low, (high - low) / 15, 1.0)
     levels = np.clip(np.rint((blocks - low) / scale), 0, 15).astype(np.uint8)
     packed = levels[..., 0::2] | (levels[..., 1::2] << 4)
-    return packed, scale.astype(np.float32), (-low / scale).astype(np.float32)
+    return packed, scale.astype(np.float32), (low + 8 * scale).astype(np.float32)
 
 
 def _blocks_8bit(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:

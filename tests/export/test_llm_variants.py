@@ -69,7 +69,7 @@ def test_int4_variant_from_the_cli_is_smaller_close_and_registered_with_lineage(
     assert "greedy agreement" in result.stdout
     assert "registered models:/smollm2-int4/1" in result.stdout
     folder = repository / "smollm2" / "2"
-    assert "MatMulNBits" in op_types(folder / "model.onnx")
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= op_types(folder / "model.onnx")
     metadata = props(folder / "model.onnx")
     source_sha = props(repository / "smollm2" / "1" / "model.onnx")["aiaas.source.sha256"]
     assert metadata["aiaas.variant"] == "int4"
@@ -80,9 +80,10 @@ def test_int4_variant_from_the_cli_is_smaller_close_and_registered_with_lineage(
     assert version.recipe["variant"] == "int4"
     assert version.recipe["gguf_sha256"] == source_sha
     assert version.recipe["quantization"]["method"] == "onnxruntime MatMulNBits"
-    assert version.metrics["size_bytes"] < 0.45 * reference_fidelity.size_bytes
-    # The GGUF's Q4_1 blocks are reproduced exactly: only int8 activations differ.
-    assert version.metrics["greedy_agreement"] >= 0.95
+    assert version.metrics["size_bytes"] < 0.3 * reference_fidelity.size_bytes
+    # The GGUF's Q4_1 blocks are reproduced exactly: only int8 activations differ
+    # (ONNX Runtime's own int4 quantizer reaches 0.69 here).
+    assert version.metrics["greedy_agreement"] >= 0.9
     assert version.metrics["perplexity"] < 1.02 * reference_fidelity.perplexity
 
 
