@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -171,11 +172,23 @@ def gguf_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def variant_model(variant: str) -> Path:
+    """The example's converted model, or its variant made once by `aiaas compress llm`."""
+    source = EXAMPLES / MODEL
+    if not (source / "1" / "model.onnx").exists():
+        raise SystemExit(f"{source} does not exist: make setup converts it")
+    if variant == "fp32":
+        return source
+    made = WORK / "variants" / f"{MODEL}-{variant}"
+    if not (made / "1" / "model.onnx").exists():
+        command = [sys.executable, "-m", "aiaas.cli", "compress", "llm", str(source / "1")]
+        subprocess.run([*command, "--variant", variant, "--out", str(made / "1")], check=True)
+    return made
+
+
 def aiaas_repository(variant: str, max_num_seqs: int) -> Path:
-    """A repository of one model: the example's converted variant, with its batch bound set."""
-    source = EXAMPLES / (MODEL if variant == "fp32" else f"{MODEL}-{variant}")
-    if not (source / "config.pbtxt").exists():
-        raise SystemExit(f"{source} does not exist: make setup (and aiaas compress) make it")
+    """A repository of one model: the converted variant, with its batch bound set."""
+    source = variant_model(variant)
     repo = WORK / f"repo-{variant}-{max_num_seqs}"
     shutil.rmtree(repo, ignore_errors=True)
     (repo / MODEL).mkdir(parents=True)

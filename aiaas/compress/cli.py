@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from aiaas.export.cli import DefaultToModelGroup
+from aiaas.export.cli import DefaultToModelGroup, RegisterName, RegistryOption, VersionFolder
 
 Repeat = list[str] | None
 # Choices click checks, so a wrong value is one line naming the flag and what it allows.
@@ -91,9 +91,7 @@ def compress(
     register: Annotated[
         str | None, typer.Option("--register", help="Register the chosen variant's lineage.")
     ] = None,
-    registry: Annotated[
-        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
-    ] = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Compress a model and keep the fastest variant within --max-accuracy-drop."""
     from aiaas.compress.command import CompressRequest, run
@@ -123,16 +121,12 @@ def compress_llm(
     variant: Annotated[
         LLMVariant, typer.Option("--variant", help="int8 (dynamic) or int4 (MatMulNBits).")
     ],
-    out: Annotated[Path, typer.Option("--out", help="REPO/NAME/VERSION folder to create.")],
-    register: Annotated[
-        str | None, typer.Option("--register", help="Also register under this model name.")
-    ] = None,
+    out: VersionFolder,
+    register: RegisterName = None,
     parent: Annotated[
         str | None, typer.Option("--parent", help="Registry URI of the float32 source version.")
     ] = None,
-    registry: Annotated[
-        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
-    ] = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Quantize a converted language model; report size, decode speed and fidelity to fp32."""
     from aiaas.errors import AiaasError

@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from aiaas.export.api import ExportReport
 
 Optimization = Literal["extended", "basic", "none"]
+# Options every command that writes a model shares (export, compress).
+RegisterName = Annotated[
+    str | None, typer.Option("--register", help="Also register under this model name.")
+]
+RegistryOption = Annotated[
+    str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
+]
+VersionFolder = Annotated[Path, typer.Option("--out", help="REPO/NAME/VERSION folder to create.")]
+
 _MODEL_HELP = "module.path:factory (returns an nn.Module) or a torch.export .pt2 program file"
 
 
@@ -73,12 +82,8 @@ def export(
     ] = "extended",
     atol: Annotated[float, typer.Option("--atol")] = 1e-4,
     rtol: Annotated[float, typer.Option("--rtol")] = 1e-3,
-    register: Annotated[
-        str | None, typer.Option("--register", help="Also register under this model name.")
-    ] = None,
-    registry: Annotated[
-        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
-    ] = None,
+    register: RegisterName = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Export a PyTorch model to ONNX, check parity with PyTorch, write a repository entry."""
     from aiaas.errors import AiaasError
@@ -149,17 +154,13 @@ def _default_name(model_spec: str) -> str:
 @export_app.command("llm")
 def export_llm(
     gguf_file: Annotated[Path, typer.Argument(help="A Llama-architecture .gguf file.")],
-    out: Annotated[Path, typer.Option("--out", help="REPO/NAME/VERSION folder to create.")],
+    out: VersionFolder,
     context_length: Annotated[
         int | None,
         typer.Option("--context-length", help="Served context (default: min(model's, 2048))."),
     ] = None,
-    register: Annotated[
-        str | None, typer.Option("--register", help="Also register under this model name.")
-    ] = None,
-    registry: Annotated[
-        str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
-    ] = None,
+    register: RegisterName = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Convert a GGUF language model to ONNX with a KV cache, its tokenizer and chat template."""
     from aiaas.errors import AiaasError
