@@ -254,7 +254,7 @@ def test_a_client_whose_server_cannot_be_reached_says_so_and_fails(tmp_path, pro
         "--max-wait",
         "3",
     )
-    assert client.wait(timeout=120) == 1
+    assert client.wait(timeout=120) == 4  # unavailable, in aiaas/exit_codes.py's table
     errors = [line for line in processes.log("lonely").splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "cannot reach the Flower server at 127.0.0.1:" in errors[0]
