@@ -121,6 +121,6 @@ def test_unknown_variant_is_one_line_and_exit_2(repository: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr == "error: Invalid value for '--variant': 'int3' is not one of 'int8', 'int4'.\n"
+    assert result.stderr.startswith("error: Invalid value for '--variant': 'int3' is not one of")
     assert result.stderr.count("\n") == 1
     assert not (repository / "smollm2" / "9").exists()
