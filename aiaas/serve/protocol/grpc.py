@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeAlias, TypeVar
 
@@ -305,10 +306,24 @@ async def _until(requests: AsyncIterator[Item], stopping: asyncio.Event) -> Asyn
             following.cancel()
 
 
+def _check_free(host: str, port: int, address: str) -> None:
+    """Take the port with a plain socket first, so that one in use is our one line: the
+    core would log its own failure to fd 2 too, and with GRPC_VERBOSITY inherited from a
+    parent (Flower sets it on import) that line cannot be silenced. SO_REUSEADDR as the
+    core sets it, no SO_REUSEPORT: a port another server holds is refused either way."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise Unavailable(f"cannot listen for gRPC on {address}: {reason}") from None
+
+
 @contextlib.contextmanager
 def _core_log_silenced() -> Iterator[None]:
     """gRPC's C core logs a failed bind to file descriptor 2 itself; the caller reports it
-    as one line instead. GRPC_VERBOSITY set by the user lets the core's words through."""
+    as one line instead, should the port be taken between `_check_free` and the bind.
+    GRPC_VERBOSITY set by the user lets the core's words through."""
     if os.environ.get("GRPC_VERBOSITY"):
         yield
         return
@@ -330,6 +345,7 @@ class GrpcFrontEnd:
         self, dataplane: DataPlane, *, host: str, port: int, max_request_bytes: int
     ) -> None:
         self.dataplane = dataplane
+        self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.max_request_bytes = max_request_bytes
         self._server: grpc.aio.Server | None = None
@@ -348,6 +364,7 @@ class GrpcFrontEnd:
     def bind(self) -> grpc.aio.Server:
         """Build the server and take the port, before anything else starts, so that a
         port in use is one `Unavailable` at startup rather than a failure after loading."""
+        _check_free(self.host, self.port, self.address)
         server = grpc.aio.server(
             options=[
                 # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
