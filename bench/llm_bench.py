@@ -17,6 +17,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def measure(server: str, process: Process, base_url: str, concurrency: int, args) -> Point:
-    requests = max(len(PROMPTS), 2 * concurrency)
+    requests = max(len(PROMPTS), concurrency)
     # One untimed request first: the first prefill pays for memory the later ones reuse.
     asyncio.run(_closed_loop(base_url, 1, 1, 8))
     wall, done = asyncio.run(_closed_loop(base_url, concurrency, requests, args.max_tokens))
@@ -192,7 +193,7 @@ def aiaas_repository(variant: str, max_num_seqs: int) -> Path:
     repo = WORK / f"repo-{variant}-{max_num_seqs}"
     shutil.rmtree(repo, ignore_errors=True)
     (repo / MODEL).mkdir(parents=True)
-    config = (source / "config.pbtxt").read_text()
+    config = re.sub(r'name: "[^"]*"', f'name: "{MODEL}"', (source / "config.pbtxt").read_text())
     config += f'parameters {{ key: "max_num_seqs" value {{ string_value: "{max_num_seqs}" }} }}\n'
     (repo / MODEL / "config.pbtxt").write_text(config)
     for version in source.iterdir():
@@ -244,7 +245,8 @@ def run(args) -> list[Point]:
     servers: list[tuple[str, object]] = []
     for variant in args.variants.split(","):
         servers.append((f"aiaas {variant}, continuous batching", (start_aiaas, variant, 32)))
-    servers.append(("aiaas fp32, one request at a time", (start_aiaas, "fp32", 1)))
+    ablation = args.variants.split(",")[-1]
+    servers.append((f"aiaas {ablation}, one request at a time", (start_aiaas, ablation, 1)))
     if not args.no_llama_cpp:
         servers.append(("llama.cpp server (llama-cpp-python), Q4_1", (start_llama_cpp, 2)))
     points = []
