@@ -9,14 +9,43 @@ many machines run the same module under torchrun on every node::
 
 Workers per node, nodes and rendezvous come from torchrun's environment, not from
 the SPEC's `[parallel]` table (its `strategy` still applies). Exit codes: 0 done,
-2 bad configuration (one `error:` line on stderr).
+2 bad configuration (one `error:` line on stderr), 130 stopped by Ctrl-C.
 """
 
+# The Ctrl-C handler is installed before torch is imported (seconds), hence imports below it.
+# ruff: noqa: E402
 from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+#: A SIGINT came (Ctrl-C, passed on by the agent); `_running`: main() is under way.
+_interrupted = False
+_running = False
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C ends a worker quietly at any moment; the launcher says where training stopped.
+
+    During main() it is one KeyboardInterrupt, so the progress display gives the terminal
+    back; whatever that interrupts is not reported (torch's DCP, for one, wraps it in a
+    CheckpointException). Before and after main() there is nothing to undo. Later SIGINTs
+    are ignored, so the stop itself is never interrupted.
+    """
+    global _interrupted
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _interrupted = True
+    if _running:
+        raise KeyboardInterrupt
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _on_interrupt)
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -152,10 +181,14 @@ def _already_finished(job: JobConfig, run: RunDir) -> bool:
 
 if __name__ == "__main__":
     try:
+        _running = True
         exit_code = main() or 0
-    except KeyboardInterrupt:  # Ctrl-C, passed on by the agent: the launcher says where we were
-        exit_code = 130
-    except BaseException:  # `record` has written the error file for the agent
-        traceback.print_exc()
-        exit_code = 1
+    except BaseException:
+        if _interrupted:
+            exit_code = 130
+        else:  # `record` has written the error file for the agent
+            traceback.print_exc()
+            exit_code = 1
+    finally:
+        _running = False
     exit_now(exit_code)
