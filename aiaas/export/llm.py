@@ -8,6 +8,7 @@ passed, so a failed or interrupted conversion leaves no half-written version beh
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -30,6 +31,8 @@ GENERATION_FILENAME = "generation.json"
 #: Prompts of the parity check, as token ids of SmolLM2-like vocabularies do not matter:
 #: any ids below the vocabulary size exercise the same graph.
 _PARITY_PROMPTS = [[1, 504, 3458, 282, 4649, 314, 216, 28, 33], [1, 28, 33, 40]]
+#: The modules whose code decides what a conversion writes.
+_CONVERTER_MODULES = ("gguf_reader", "llama_torch", "llm_onnx", "llm_tokenizer", "llm", "convert")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +103,32 @@ def _served_context(source: LlamaGGUF, requested: int | None) -> int:
     return requested
 
 
+def converter_digest() -> str:
+    """A digest of the converter's own code, recorded in every conversion's recipe: a
+    folder converted by other code is told apart, and converted again, without
+    comparing half a gigabyte of weights."""
+    digest = hashlib.sha256()
+    for module in _CONVERTER_MODULES:
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def converted_by_this_converter(version: Path, gguf_sha256: str | None = None) -> bool:
+    """Whether ``version`` holds a complete conversion made by this code (and, when given,
+    from the GGUF file with that sha256)."""
+    try:
+        recipe = json.loads((version / GENERATION_FILENAME).read_text())["source"]["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    same_source = gguf_sha256 is None or recipe.get("gguf_sha256") == gguf_sha256
+    return same_source and recipe.get("converter_digest") == converter_digest()
+
+
 def conversion_recipe(source: LlamaGGUF, context_length: int) -> dict[str, Any]:
     types = sorted(set(source.tensor_types.values()))
     return {
         "convert": "gguf-to-onnx",
+        "converter_digest": converter_digest(),
         "gguf_file": source.path.name,
         "gguf_sha256": source.sha256,
         "gguf_tensor_types": types,
