@@ -8,6 +8,10 @@ EXAMPLES := examples/model_repository/mlp/1/model.onnx
 LLM_EXAMPLE := examples/model_repository/smollm2/1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
+LLAMA_CPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_BMI2=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
+  -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+  -DGGML_AMX_BF16=OFF
 
 .PHONY: setup run test bench lint format proto
 
@@ -42,8 +46,10 @@ test: setup
 bench: setup
 	command -v wrk >/dev/null && command -v h2load >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
-	# The language-model anchor: llama.cpp's server, compiled here (a few minutes, once).
-	$(PY) -c 'import llama_cpp' 2>/dev/null || $(PY) -m pip install -q 'llama-cpp-python[server]==0.3.36'
+	# The language-model anchor: llama.cpp's server, compiled here (minutes, once). AMX off:
+	# its AMX matmul crashes (SIGSEGV) on this VM's Xeon; AVX-512 and VNNI stay on.
+	$(PY) -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" \
+	  $(PY) -m pip install -q --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	$(PY) -m bench
 
 lint: setup
