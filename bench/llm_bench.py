@@ -78,13 +78,16 @@ class Point:
     answers: dict[int, str]
 
 
-async def _stream(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int) -> Answer:
+async def _stream(
+    client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int, extra: dict
+) -> Answer:
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
+        **extra,
     }
     answer = Answer()
     start = time.perf_counter()
@@ -105,7 +108,7 @@ async def _stream(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: 
 
 
 async def _closed_loop(
-    base_url: str, concurrency: int, requests: int, max_tokens: int
+    base_url: str, concurrency: int, requests: int, max_tokens: int, extra: dict
 ) -> tuple[float, list[tuple[int, Answer]]]:
     url = f"{base_url}/v1/chat/completions"
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -119,7 +122,7 @@ async def _closed_loop(
             while not queue.empty():
                 index = queue.get_nowait()
                 prompt = PROMPTS[index % len(PROMPTS)]
-                done.append((index, await _stream(client, url, prompt, max_tokens)))
+                done.append((index, await _stream(client, url, prompt, max_tokens, extra)))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -144,8 +147,11 @@ def _peak_rss_mib(pid: int) -> float:
 def measure(server: str, process: Process, base_url: str, concurrency: int, args) -> Point:
     requests = max(len(PROMPTS), concurrency)
     # One untimed request first: the first prefill pays for memory the later ones reuse.
-    asyncio.run(_closed_loop(base_url, 1, 1, 8))
-    wall, done = asyncio.run(_closed_loop(base_url, concurrency, requests, args.max_tokens))
+    # llama-cpp-python's server applies a repeat penalty of 1.1 unless told otherwise;
+    # greedy means the model's own argmax, as aiaas gives it.
+    extra = {"repeat_penalty": 1.0} if server.startswith("llama.cpp") else {}
+    asyncio.run(_closed_loop(base_url, 1, 1, 8, extra))
+    wall, done = asyncio.run(_closed_loop(base_url, concurrency, requests, args.max_tokens, extra))
     tokens = sum(len(answer.token_times) for _, answer in done)
     ttft = [answer.first_token_s * 1e3 for _, answer in done if answer.first_token_s]
     itl = [
@@ -219,6 +225,8 @@ def start_llama_cpp(threads: int) -> tuple[Process, str]:
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path())]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads)]
     command += ["--n_threads_batch", str(threads), "--n_ctx", "4096", "--model_alias", MODEL]
+    # Its default lets each new request interrupt the one being generated; queued is its best.
+    command += ["--interrupt_requests", "False"]
     url = f"http://127.0.0.1:{port}"
     return Process(command, f"{url}/v1/models", WORK / "llama_cpp.log"), url
 
