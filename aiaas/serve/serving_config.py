@@ -20,10 +20,6 @@ DEFAULT_MAX_QUEUE_SIZE = 1024
 _THREAD_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count")
 #: When ONNX Runtime's pool threads may busy-wait for work (see ``RuntimeOptions.spinning``).
 SPINNING_CHOICES = ("run", "always", "never")
-#: A language model's default: its engine thread runs one step after another, and pool
-#: threads spinning through a step's many small operators take the cores from the
-#: thread doing the work (measured: half the CPU time and less wall time per step).
-LLM_SPINNING = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +109,13 @@ def runtime_options(config: pb.ModelConfig) -> RuntimeOptions:
         intra_op_threads=intra,
         inter_op_threads=inter,
         graph_optimization_level=config.optimization.graph.level,
-        spinning=_choice_parameter(
-            parameters,
-            "spinning",
-            SPINNING_CHOICES,
-            LLM_SPINNING if parameters.get("task") == "text-generation" else None,
-        ),
+        spinning=_choice_parameter(parameters, "spinning", SPINNING_CHOICES),
     )
 
 
-def _choice_parameter(
-    parameters: dict[str, str], key: str, choices: tuple[str, ...], default: str | None = None
-) -> str:
-    """The parameter's value from ``choices``; unset, ``default`` or else the first."""
-    raw = parameters.get(key, default or choices[0])
+def _choice_parameter(parameters: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
+    """The parameter's value from ``choices``; the first is the default."""
+    raw = parameters.get(key, choices[0])
     if raw not in choices:
         raise InvalidArgument(f"parameters.{key}: '{raw}' is not one of {', '.join(choices)}")
     return raw

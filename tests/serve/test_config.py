@@ -144,10 +144,3 @@ def test_onnx_runtime_threads_spin_only_during_a_run_unless_the_config_says():
     assert serving_config.serving_config(complete("")).runtime.spinning == "run"
     always = 'parameters { key: "spinning" value: { string_value: "always" } }'
     assert serving_config.serving_config(complete(always)).runtime.spinning == "always"
-
-
-def test_a_language_model_never_spins_unless_its_config_says():
-    task = 'parameters { key: "task" value: { string_value: "text-generation" } }\n'
-    assert serving_config.serving_config(complete(task)).runtime.spinning == "never"
-    run = 'parameters { key: "spinning" value: { string_value: "run" } }'
-    assert serving_config.serving_config(complete(task + run)).runtime.spinning == "run"
