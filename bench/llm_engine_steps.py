@@ -2,6 +2,7 @@
 tokens/s with 1, 8 and 32 greedy requests at once, each `--max-tokens` long.
 
     python bench/llm_engine_steps.py REPO/NAME/VERSION [--max-tokens 64] [--threads 2]
+        [--spinning never|run|always]   (run: the server's default)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiaas.serve.llm.engine import LLMEngine
 from aiaas.serve.llm.model import load_language_model
 from aiaas.serve.llm.types import SamplingParams
 from aiaas.serve.runtimes.onnx import OnnxModel
-from aiaas.serve.serving_config import RuntimeOptions
+from aiaas.serve.serving_config import SPINNING_CHOICES, RuntimeOptions
 
 PROMPT_LENGTHS = (12, 40, 25, 80, 18, 60, 30, 50)
 
@@ -44,8 +45,11 @@ async def main() -> None:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spinning", choices=SPINNING_CHOICES, default=SPINNING_CHOICES[0])
     args = parser.parse_args()
-    runtime = OnnxModel(args.model_dir / "model.onnx", RuntimeOptions(1, args.threads, 1, 0))
+    runtime = OnnxModel(
+        args.model_dir / "model.onnx", RuntimeOptions(1, args.threads, 1, 0, args.spinning)
+    )
     engine = LLMEngine(
         load_language_model(args.model_dir, runtime, {}), model_name="bench", model_version="1"
     )
