@@ -129,7 +129,7 @@ def _prepare_version(
         serving = serving_config(completed)
         labels = _read_labels(folder, serving)
         llm = None
-        if is_language_model(serving.parameters):
+        if is_language_model(serving.parameters, folder.versions[version]):
             llm = load_language_model(folder.versions[version], runtime, serving.parameters)
     except InvalidArgument as error:
         runtime.close()

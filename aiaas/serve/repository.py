@@ -83,6 +83,9 @@ class ModelRepository:
         self._stats: dict[tuple[str, int], ModelStats] = {}
         self._llm_metrics: dict[tuple[str, int], EngineMetrics] = {}
         self._draining: set[asyncio.Task[None]] = set()
+        #: Versions swapped out whose generations still run, by id: their engines still count
+        #: in the metrics (requests running, tokens) until they are closed.
+        self._retiring: dict[int, ModelVersion] = {}
 
     # ---- reading state -------------------------------------------------------------
 
@@ -118,12 +121,10 @@ class ModelRepository:
         )
 
     def llm_engines(self) -> list[tuple[str, str, LLMEngine]]:
-        """(model, version, engine) of every loaded text-generation version, for metrics."""
-        return [
-            (v.name, str(v.version), v.engine)
-            for v in self.loaded_versions()
-            if v.engine is not None
-        ]
+        """(model, version, engine) of every text-generation version that is loaded or
+        still finishing its generations after a swap, for metrics."""
+        versions = [*self.loaded_versions(), *self._retiring.values()]
+        return [(v.name, str(v.version), v.engine) for v in versions if v.engine is not None]
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         try:
@@ -323,11 +324,15 @@ class ModelRepository:
         generations finish first (up to the engine's drain timeout)."""
 
         async def drain() -> None:
-            await version.batcher.close()
-            if version.engine is not None:
-                await version.engine.close(drain_timeout_s)
-            version.runtime.close()
+            try:
+                await version.batcher.close()
+                if version.engine is not None:
+                    await version.engine.close(drain_timeout_s)
+                version.runtime.close()
+            finally:
+                self._retiring.pop(id(version), None)
 
+        self._retiring[id(version)] = version
         task = asyncio.get_running_loop().create_task(drain())
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)

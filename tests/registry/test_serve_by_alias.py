@@ -4,6 +4,7 @@ registry's HTTP API behind the admin token."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import onnx
 import pytest
 from ports import free_port
 from registry_support import ROOT
+from tiny_llama import write_tiny_llama
 from traffic import VersionedTraffic, assert_clean_swaps, infer, wait_for
 
 TOKEN = "s3cret-token"
@@ -259,3 +261,43 @@ def test_a_bad_uri_at_startup_is_exit_2(artifact_root, registry_uri, tmp_path):
         _serve_and_fail("bogus://x", artifact_root, home, PRODUCTION), 2, "unsupported registry URI"
     )
     assert not home.exists()
+
+
+def _completion_text(events: list[str]) -> str:
+    chunks = [json.loads(line.removeprefix("data: ")) for line in events if line != "data: [DONE]"]
+    return "".join(choice["text"] for chunk in chunks for choice in chunk["choices"])
+
+
+def _running(server_url: str, version: int) -> float:
+    metrics = httpx.get(f"{server_url}/metrics").text
+    prefix = f'aiaas_num_requests_running{{model="chat",version="{version}"}} '
+    lines = [line for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_alias_move_during_a_generation_finishes_it_on_the_old_version(
+    serve, registry, cli, tmp_path
+):
+    sources = tmp_path / "llm"
+    for version in (1, 2):  # other weights: the versions answer differently
+        write_tiny_llama(sources, "tiny", version, seed=version, context_length=4096)
+        registry.register("chat", sources / "tiny" / str(version))
+    cli("alias", "set", "chat", "production", 1)
+    server = serve("models:/chat@production")
+    body = {"model": "chat", "prompt": "The capital", "max_tokens": 3500, "temperature": 0}
+    body["ignore_eos"] = True
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        alone = client.post("/v1/completions", json=body).json()["choices"][0]["text"]
+        with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as stream:
+            events = (line for line in stream.iter_lines() if line.startswith("data: "))
+            received = [next(events)]
+            cli("alias", "set", "chat", "production", 2)
+            wait_for(lambda: client.get("/v2/models/chat").json()["versions"] == ["2"])
+            assert _running(server.url, 1) == 1  # still generating on version 1 after the move
+            received += list(events)
+        assert _completion_text(received) == alone
+        generated = client.post(
+            "/v2/models/chat/generate", json={"text_input": "The capital", "parameters": {}}
+        )
+        assert generated.json()["model_version"] == "2"

@@ -79,8 +79,13 @@ class LLMModel:
     settings: EngineSettings
 
 
-def is_language_model(parameters: Mapping[str, str]) -> bool:
-    return parameters.get("task") == TASK
+def is_language_model(parameters: Mapping[str, str], version_dir: Path) -> bool:
+    """The config says so; without a `task` (a model served from the registry comes
+    without its config.pbtxt) the folder does, holding what `aiaas export llm` writes."""
+    task = parameters.get("task")
+    if task is not None:
+        return task == TASK
+    return (version_dir / "generation.json").is_file()
 
 
 def read_generation_config(path: Path) -> GenerationConfig:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from llm_fixtures import smollm2_version
-from tiny_llama import write_tiny_llama
+from tiny_llama import EngineFactory, write_tiny_llama
 
 from aiaas.serve.llm.engine import LLMEngine
 from aiaas.serve.llm.model import load_language_model
@@ -30,9 +29,6 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir(tiny_repo: Path) -> Path:
     return tiny_repo / "tiny" / "1"
-
-
-EngineFactory = Callable[..., LLMEngine]
 
 
 @pytest.fixture

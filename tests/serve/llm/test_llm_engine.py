@@ -8,8 +8,8 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import EngineFactory
 from generation import collect, greedy, wait_until_idle
+from tiny_llama import EngineFactory
 
 from aiaas.errors import InvalidArgument, TooManyRequests
 from aiaas.serve.llm.sampler import log_softmax

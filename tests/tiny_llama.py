@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import nn
 
+from aiaas.serve.llm.engine import LLMEngine
+
 LAYERS, HEADS, KV_HEADS, HEAD_DIM, HIDDEN, FFN = 2, 4, 2, 16, 64, 128
+#: make_engine(**config parameters) -> an engine over the tiny model, as conftest builds it.
+EngineFactory = Callable[..., LLMEngine]
 
 
 @dataclass(frozen=True)
