@@ -28,7 +28,7 @@ from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol.generate import GenerateFrontEnd
-from aiaas.serve.protocol.grpc import GrpcFrontEnd
+from aiaas.serve.protocol.grpc_server import GrpcFrontEnd
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository

@@ -1,0 +1,121 @@
+"""The gRPC server's life: take the port before anything else starts (one in use is one
+plain `Unavailable`), serve the servicer of `grpc.py`, stop gracefully once. The
+servicer translates messages; this module owns the socket and the grpcio server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+
+import grpc
+
+from aiaas.errors import Unavailable
+from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol.grpc import InferenceServicer
+from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _check_free(host: str, port: int, address: str) -> None:
+    """Take the port with a plain socket first, so that one in use is our one line: the
+    core would log its own failure to fd 2 too, and with GRPC_VERBOSITY inherited from a
+    parent (Flower sets it on import) that line cannot be silenced. SO_REUSEADDR as the
+    core sets it, no SO_REUSEPORT: a port another server holds is refused either way."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.create_server((host, port), family=family).close()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise Unavailable(f"cannot listen for gRPC on {address}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _core_log_silenced() -> Iterator[None]:
+    """gRPC's C core logs a failed bind to file descriptor 2 itself; the caller reports it
+    as one line instead, should the port be taken between `_check_free` and the bind.
+    GRPC_VERBOSITY set by the user lets the core's words through."""
+    if os.environ.get("GRPC_VERBOSITY"):
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class GrpcFrontEnd:
+    """The gRPC server: built on the running event loop, stopped gracefully once."""
+
+    def __init__(
+        self, dataplane: DataPlane, *, host: str, port: int, max_request_bytes: int
+    ) -> None:
+        self.dataplane = dataplane
+        self.host, self.port = host, port
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.max_request_bytes = max_request_bytes
+        self._server: grpc.aio.Server | None = None
+        self._servicer = InferenceServicer(dataplane)
+        self._stopping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving (binding first if `bind` was not called); refused when a stop
+        was asked for first."""
+        if self._stopping is not None:
+            return
+        server = self._server or self.bind()
+        await server.start()
+        log.info("gRPC inference service listening on %s", self.address)
+
+    def bind(self) -> grpc.aio.Server:
+        """Build the server and take the port, before anything else starts, so that a
+        port in use is one `Unavailable` at startup rather than a failure after loading."""
+        _check_free(self.host, self.port, self.address)
+        server = grpc.aio.server(
+            options=[
+                # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
+                ("grpc.max_receive_message_length", self.max_request_bytes),
+                ("grpc.max_send_message_length", -1),
+                # gRPC shares a port between processes by default; a second server on a
+                # taken port must fail, as the HTTP one does, not split the traffic.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        servicer = self._servicer
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        try:
+            with _core_log_silenced():
+                server.add_insecure_port(self.address)
+        except RuntimeError:
+            raise Unavailable(
+                f"cannot listen for gRPC on {self.address}: the port is in use"
+                " or the address is not this machine's"
+            ) from None
+        self._server = server
+        return server
+
+    def begin_stop(self, grace_s: float) -> None:
+        """Stop taking RPCs now; those in flight get up to ``grace_s`` to finish."""
+        if self._stopping is None:
+            self._servicer.stopping.set()
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(grace_s))
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop (if not already stopping) and wait until every RPC has finished."""
+        self.begin_stop(grace_s)
+        assert self._stopping is not None
+        await self._stopping
+
+    async def _stop(self, grace_s: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace_s)
