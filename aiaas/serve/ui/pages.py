@@ -15,7 +15,7 @@ from aiaas.serve.ui.catalogue import (
     best_metric,
     metric_series,
 )
-from aiaas.serve.ui.live import LiveState, live_state
+from aiaas.serve.ui.live import live_state
 from aiaas.serve.ui.search import Query
 from aiaas.serve.ui.svg import LineageGraph, lineage_graph, metric_chart
 from aiaas.serve.ui.tradeoffs import Tradeoff, tradeoff
@@ -106,10 +106,6 @@ def tradeoffs(
         tradeoff(version, parent, live, live_state(repository, parent.name, parent.version))
         for parent in parents
     ]
-
-
-def live_view(repository: ModelRepository, name: str, version: int) -> dict[str, LiveState]:
-    return {"live": live_state(repository, name, version)}
 
 
 def human_bytes(size: int | None) -> str:

@@ -28,6 +28,7 @@ from aiaas.serve.settings import ControlMode
 from aiaas.serve.ui import pages
 from aiaas.serve.ui.admin import AdminActions
 from aiaas.serve.ui.catalogue import Catalogue, ModelInfo, VersionInfo, merged
+from aiaas.serve.ui.live import live_state
 from aiaas.serve.ui.repository_catalogue import FileHashes, RepositoryCatalogue
 from aiaas.serve.ui.search import parse_query
 
@@ -161,13 +162,13 @@ class CatalogueUI:
         parent_of = functools.partial(self._parent_of, loaded=loaded)
         view = await run_in_threadpool(pages.version_view, catalogue, model, number, parent_of)
         tradeoffs = pages.tradeoffs(self.repository, view["version"], view["parents"])
-        live = pages.live_view(self.repository, name, number)
-        return self._render("version.html", tradeoffs=tradeoffs, **view, **live)
+        live = live_state(self.repository, name, number)
+        return self._render("version.html", tradeoffs=tradeoffs, live=live, **view)
 
     async def live_fragment(self, request: Request) -> Response:
         name, number = request.path_params["name"], request.path_params["version"]
-        live = pages.live_view(self.repository, name, number)
-        return self._render("_live.html", model_name=name, version_number=number, **live)
+        live = live_state(self.repository, name, number)
+        return self._render("_live.html", live=live)
 
     def _parent_of(self, name: str, version: int, loaded: list[ModelVersion]) -> VersionInfo | None:
         """A parent version's record from whichever catalogue has it (None if gone)."""

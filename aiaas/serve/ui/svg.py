@@ -13,6 +13,8 @@ from typing import Protocol
 
 CHART_WIDTH, CHART_HEIGHT = 360, 150
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 14, 30
+#: Points keep this far from the axes, so a point on the lowest value is not on the axis.
+_INSET = 10
 NODE_WIDTH, NODE_HEIGHT = 168, 40
 _COLUMN_GAP, _ROW_GAP, _MARGIN = 56, 18, 8
 
@@ -38,6 +40,14 @@ class MetricChart:
     bottom_y: int = CHART_HEIGHT - _BOTTOM
 
     @property
+    def high_y(self) -> float:
+        return float(self.top + _INSET)
+
+    @property
+    def low_y(self) -> float:
+        return float(self.bottom_y - _INSET)
+
+    @property
     def polyline(self) -> str:
         return " ".join(f"{point.x:.1f},{point.y:.1f}" for point in self.points)
 
@@ -48,14 +58,15 @@ def metric_chart(metric: str, values: Sequence[tuple[int, float]]) -> MetricChar
     low = min(value for _, value in ordered)
     high = max(value for _, value in ordered)
     span = high - low
-    plot_width = CHART_WIDTH - _LEFT - _RIGHT
-    plot_height = CHART_HEIGHT - _TOP - _BOTTOM
+    plot_width = CHART_WIDTH - _LEFT - _RIGHT - 2 * _INSET
+    plot_height = CHART_HEIGHT - _TOP - _BOTTOM - 2 * _INSET
     step = plot_width / max(len(ordered) - 1, 1)
     points = []
     for index, (version, value) in enumerate(ordered):
-        x = _LEFT + (index * step if len(ordered) > 1 else plot_width / 2)
+        x = _LEFT + _INSET + (index * step if len(ordered) > 1 else plot_width / 2)
         share = (value - low) / span if span else 0.5
-        points.append(ChartPoint(version, value, x, _TOP + (1 - share) * plot_height))
+        y = _TOP + _INSET + (1 - share) * plot_height
+        points.append(ChartPoint(version, value, x, y))
     return MetricChart(metric, tuple(points), low, high)
 
 

@@ -79,6 +79,7 @@
     } else if (!response.ok) {
       say(await errorText(response), true);
     } else if (form.hasAttribute("data-reload")) {
+      await response.text(); // read to its end: a reload now would abort it
       window.location.reload();
     } else {
       say("Done.");
