@@ -59,6 +59,16 @@ def plain_server(module_tmp, module_server):
     return module_server(repo, "--grpc-port", "0")
 
 
+@pytest.fixture(scope="module")
+def explicit_server(module_tmp, module_server):
+    """Explicit model control with an admin token: load and unload from the catalogue."""
+    repo = module_tmp / "explicit"
+    models.save(models.add_sub(), repo, "add_sub")
+    return module_server(
+        repo, "--model-control-mode", "explicit", "--admin-token", TOKEN, "--grpc-port", "0"
+    )
+
+
 @pytest.fixture
 def client(registry_server):
     with httpx.Client(base_url=registry_server.url, timeout=30) as client:
@@ -209,3 +219,25 @@ def test_without_a_registry_the_repository_is_listed_and_actions_are_off(plain_s
 
 def test_the_server_logs_the_catalogue_url(plain_server):
     assert f"catalogue: {plain_server.url}/ui" in plain_server.logs()
+
+
+def test_load_and_unload_as_admin_in_explicit_mode(explicit_server):
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=explicit_server.url, timeout=30) as client:
+        live = "/ui/models/add_sub/versions/1/live"
+        assert 'data-loaded="no"' in client.get(live).text
+        assert (
+            'action="/ui/api/models/add_sub/load"'
+            in client.get("/ui/models/add_sub/versions/1").text
+        )
+        assert client.post("/ui/api/models/add_sub/load").status_code == 401
+        assert client.get("/v2/models/add_sub/ready").status_code != 200
+        loaded = client.post("/ui/api/models/add_sub/load", headers=bearer)
+        assert loaded.status_code == 200, loaded.text
+        assert client.get("/v2/models/add_sub/ready").status_code == 200
+        assert 'data-loaded="yes"' in client.get(live).text
+        assert client.post("/ui/api/models/add_sub/unload", headers=bearer).status_code == 200
+        assert client.get("/v2/models/add_sub/ready").status_code != 200
+        missing = client.post("/ui/api/models/nope/load", headers=bearer)
+        assert missing.status_code == 400  # Triton's "failed to load", as the V2 load API
+        assert "failed to load 'nope'" in missing.json()["error"]
