@@ -108,6 +108,15 @@ def tradeoffs(
     ]
 
 
+def served_parameters(repository: ModelRepository, name: str, version: int) -> dict[str, Any]:
+    """The `parameters` of the version's V2 metadata on this server (where it came from,
+    its lineage summary...); empty when it is not served here."""
+    for loaded in repository.loaded_versions():
+        if loaded.name == name and loaded.version == version:
+            return dict(loaded.parameters)
+    return {}
+
+
 def human_bytes(size: int | None) -> str:
     if size is None:
         return "unknown"

@@ -163,7 +163,10 @@ class CatalogueUI:
         view = await run_in_threadpool(pages.version_view, catalogue, model, number, parent_of)
         tradeoffs = pages.tradeoffs(self.repository, view["version"], view["parents"])
         live = live_state(self.repository, name, number)
-        return self._render("version.html", tradeoffs=tradeoffs, live=live, **view)
+        parameters = pages.served_parameters(self.repository, name, number)
+        return self._render(
+            "version.html", tradeoffs=tradeoffs, live=live, parameters=parameters, **view
+        )
 
     async def live_fragment(self, request: Request) -> Response:
         name, number = request.path_params["name"], request.path_params["version"]

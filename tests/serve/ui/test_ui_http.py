@@ -241,3 +241,14 @@ def test_load_and_unload_as_admin_in_explicit_mode(explicit_server):
         missing = client.post("/ui/api/models/nope/load", headers=bearer)
         assert missing.status_code == 400  # Triton's "failed to load", as the V2 load API
         assert "failed to load 'nope'" in missing.json()["error"]
+
+
+def test_a_served_version_shows_what_its_v2_metadata_says(client):
+    served = client.get("/ui/models/digits/versions/1").text
+    metadata = client.get("/v2/models/digits").json()["parameters"]
+    assert metadata["model_uri"] == "models:/digits@production"
+    for key, value in metadata.items():
+        assert f'<th scope="row">{key}</th>' in served
+        if isinstance(value, str):
+            assert f"<code>{markupsafe.escape(value)}</code>" in served
+    assert "V2 metadata" not in client.get("/ui/models/digits/versions/2").text  # not served
