@@ -34,8 +34,8 @@ from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
 from aiaas.serve.sources import DirectorySource, ModelSource
-from aiaas.serve.ui import PREFIX as UI_PREFIX
-from aiaas.serve.ui import CatalogueUI
+from aiaas.ui import PREFIX as UI_PREFIX
+from aiaas.ui import CatalogueUI
 
 __all__ = ["Server", "ServerSettings", "run"]
 

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiaas.serve.repository import ModelRepository
-from aiaas.serve.ui.catalogue import (
+from aiaas.ui.catalogue import (
     Catalogue,
     ModelInfo,
     VersionInfo,
     best_metric,
     metric_series,
 )
-from aiaas.serve.ui.live import live_state
-from aiaas.serve.ui.search import Query
-from aiaas.serve.ui.svg import LineageGraph, lineage_graph, metric_chart
-from aiaas.serve.ui.tradeoffs import Tradeoff, tradeoff
-from aiaas.serve.ui.tryit import example_inputs
+from aiaas.ui.live import live_state
+from aiaas.ui.search import Query
+from aiaas.ui.svg import LineageGraph, lineage_graph, metric_chart
+from aiaas.ui.tradeoffs import Tradeoff, tradeoff
+from aiaas.ui.tryit import example_inputs
 
 #: The metric a list row shows when the search names none: the first a model has.
 PREFERRED_METRICS = ("accuracy", "eval_accuracy", "top1", "f1", "auc", "bleu", "eval_loss")

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pytest
 
 from aiaas.serve.stats import LATENCY_BUCKETS_S
-from aiaas.serve.ui.catalogue import VersionInfo, best_metric
-from aiaas.serve.ui.live import LiveState, histogram_quantile
-from aiaas.serve.ui.svg import lineage_graph, metric_chart
-from aiaas.serve.ui.tradeoffs import tradeoff
+from aiaas.ui.catalogue import VersionInfo, best_metric
+from aiaas.ui.live import LiveState, histogram_quantile
+from aiaas.ui.svg import lineage_graph, metric_chart
+from aiaas.ui.tradeoffs import tradeoff
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,6 @@ live server (see routes.py)."""
 
 from __future__ import annotations
 
-from aiaas.serve.ui.routes import PREFIX, CatalogueUI
+from aiaas.ui.routes import PREFIX, CatalogueUI
 
 __all__ = ["PREFIX", "CatalogueUI"]

@@ -10,7 +10,7 @@ from aiaas.errors import NotFound
 from aiaas.registry.api import Registry
 from aiaas.registry.records import ModelVersion, RegisteredModel
 from aiaas.registry.uri import version_uri
-from aiaas.serve.ui.catalogue import FileInfo, Lineage, ModelInfo, VersionInfo
+from aiaas.ui.catalogue import FileInfo, Lineage, ModelInfo, VersionInfo
 
 
 class RegistryCatalogue:

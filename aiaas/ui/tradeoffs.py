@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiaas.serve.ui.catalogue import VersionInfo, lower_is_better
-from aiaas.serve.ui.live import LiveState
+from aiaas.ui.catalogue import VersionInfo, lower_is_better
+from aiaas.ui.live import LiveState
 
 
 @dataclass(frozen=True, slots=True)

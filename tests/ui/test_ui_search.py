@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aiaas.errors import InvalidArgument
-from aiaas.serve.ui.search import MetricCondition, Query, parse_query
+from aiaas.ui.search import MetricCondition, Query, parse_query
 
 
 def test_terms_split_into_words_tags_and_metric_comparisons():

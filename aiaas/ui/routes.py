@@ -25,16 +25,16 @@ from aiaas.errors import AiaasError, InvalidArgument, NotFound, Unauthenticated
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.repository import ModelVersion
 from aiaas.serve.settings import ControlMode
-from aiaas.serve.ui import pages
-from aiaas.serve.ui.admin import AdminActions
-from aiaas.serve.ui.catalogue import Catalogue, ModelInfo, VersionInfo, merged
-from aiaas.serve.ui.live import live_state
-from aiaas.serve.ui.repository_catalogue import FileHashes, RepositoryCatalogue
-from aiaas.serve.ui.search import parse_query
+from aiaas.ui import pages
+from aiaas.ui.admin import AdminActions
+from aiaas.ui.catalogue import Catalogue, ModelInfo, VersionInfo, merged
+from aiaas.ui.live import live_state
+from aiaas.ui.repository_catalogue import FileHashes, RepositoryCatalogue
+from aiaas.ui.search import parse_query
 
 if TYPE_CHECKING:
     from aiaas.registry.api import Registry
-    from aiaas.serve.ui.registry_catalogue import RegistryCatalogue
+    from aiaas.ui.registry_catalogue import RegistryCatalogue
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class CatalogueUI:
         self.repository = dataplane.repository
         self.registry_catalogue: RegistryCatalogue | None = None
         if registry is not None:
-            from aiaas.serve.ui.registry_catalogue import RegistryCatalogue
+            from aiaas.ui.registry_catalogue import RegistryCatalogue
 
             self.registry_catalogue = RegistryCatalogue(registry)
         self.admin = AdminActions(dataplane, self.registry_catalogue, admin_token)

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from aiaas.errors import NotFound
-from aiaas.serve.ui.search import Query
-from aiaas.serve.ui.svg import TreeNode
 from aiaas.tensors import TensorSpec
+from aiaas.ui.search import Query
+from aiaas.ui.svg import TreeNode
 
 #: Metrics where a smaller number is better; any other metric is better larger.
 _LOWER_IS_BETTER = ("loss", "error", "latency", "perplexity", "size", "_ms", "mse", "mae")

@@ -13,7 +13,7 @@ from typing import Any
 from aiaas.errors import AiaasError, NotFound
 from aiaas.serve.repository import ModelRepository, ModelVersion
 from aiaas.serve.sources import read_model_folder
-from aiaas.serve.ui.catalogue import FileInfo, Lineage, ModelInfo, VersionInfo
+from aiaas.ui.catalogue import FileInfo, Lineage, ModelInfo, VersionInfo
 
 _CHUNK = 1 << 20
 
