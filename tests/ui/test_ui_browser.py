@@ -21,7 +21,7 @@ import pytest
 from catalogue_fixtures import ADDS, TOKEN, digits_family
 from traffic import infer, wait_for
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "test-artifacts" / "catalogue"
