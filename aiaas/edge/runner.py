@@ -181,19 +181,29 @@ def read_labels(folder: Path, manifest: dict[str, Any]) -> list[str]:
 
 # --- embeddings -------------------------------------------------------------------------------
 def embed(session: Any, folder: Path, texts: list[str]) -> dict[str, Any]:
+    """Token ids padded (and truncated) to the model's fixed length, or to the longest
+    text when the length is free, as the server pads them."""
     import numpy as np
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    inputs = {spec.name: spec for spec in session.get_inputs()}
+    length = inputs["input_ids"].shape[-1]
+    padding = tokenizer.padding or {}
+    pad_id, pad_token = padding.get("pad_id", 0), padding.get("pad_token", "[PAD]")
+    if isinstance(length, int) and length > 0:
+        tokenizer.enable_truncation(length)
+        tokenizer.enable_padding(length=length, pad_id=pad_id, pad_token=pad_token)
+    else:
+        tokenizer.enable_padding(length=None, pad_id=pad_id, pad_token=pad_token)
     encoded = tokenizer.encode_batch(texts)
     columns = {
         "input_ids": [item.ids for item in encoded],
         "attention_mask": [item.attention_mask for item in encoded],
         "token_type_ids": [item.type_ids for item in encoded],
     }
-    wanted = {spec.name for spec in session.get_inputs()}
     feed = {
-        name: np.asarray(rows, dtype=np.int64) for name, rows in columns.items() if name in wanted
+        name: np.asarray(rows, dtype=np.int64) for name, rows in columns.items() if name in inputs
     }
     return run_tensors(session, feed)
 

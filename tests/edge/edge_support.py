@@ -75,3 +75,43 @@ def aiaas(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Co
         [sys.executable, "-m", "aiaas.cli", *map(str, args)],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300,
     )  # fmt: skip
+
+
+def write_embedding_repo(repo: Path, width: int = 8) -> Path:
+    """A word-level embedder (mean of word vectors over the mask) and its tokenizer.json,
+    with the config's `task: feature-extraction`, as `aiaas export` writes MiniLM."""
+    from onnx import TensorProto, helper, numpy_helper
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["[PAD]", "[UNK]", "the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+    folder = repo / "words"
+    (folder / "1").mkdir(parents=True)
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "1" / "tokenizer.json"))
+    table = np.random.default_rng(0).normal(size=(len(words), width)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["vectors"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask", "last"], ["mask3"]),
+        helper.make_node("Mul", ["vectors", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["total"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask3", "one"], ["count"], keepdims=0),
+        helper.make_node("Div", ["total", "count"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "words",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+         for n in ("input_ids", "attention_mask")],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", width])],
+        [numpy_helper.from_array(table, "table"),
+         numpy_helper.from_array(np.array([-1], dtype=np.int64), "last"),
+         numpy_helper.from_array(np.array([1], dtype=np.int64), "one")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, folder / "1" / "model.onnx")
+    (folder / "config.pbtxt").write_text(
+        'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'parameters { key: "task" value { string_value: "feature-extraction" } }\n'
+    )
+    return folder

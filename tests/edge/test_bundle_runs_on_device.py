@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from edge_support import DevicePython, aiaas
+from edge_support import DevicePython, aiaas, write_embedding_repo
 
 PROMPT = "def add(a, b)"
 
@@ -118,3 +118,22 @@ def test_int8_classifier_bundle_reports_fidelity_to_its_source(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["lineage"]["made"]["made_by"] == "aiaas edge bundle"
     assert manifest["source_uri"] == str((digits_repo / "digits" / "1").resolve())
+
+
+def test_embedding_bundle_embeds_text_as_the_servers_embeddings_endpoint(
+    device: DevicePython, bundle, start_server, tmp_path: Path
+) -> None:
+    write_embedding_repo(tmp_path / "repo")
+    folder = bundle(tmp_path / "repo" / "words", "--no-measure")
+    texts = ["the cat sat on a mat", "a dog ran"]
+
+    ran = device.run(folder / "run.py", "--text", texts[0], "--text", texts[1], "--json")
+
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads((folder / "manifest.json").read_text())["task"] == "embedding"
+    on_device = np.asarray(json.loads(ran.stdout)["outputs"]["embedding"], dtype=np.float32)
+    server = start_server(tmp_path / "repo")
+    body = {"model": "words", "input": texts}
+    answer = httpx.post(f"{server.url}/v1/embeddings", json=body, timeout=30).json()
+    served = np.asarray([item["embedding"] for item in answer["data"]], dtype=np.float32)
+    np.testing.assert_allclose(on_device, served, rtol=1e-5, atol=1e-6)
