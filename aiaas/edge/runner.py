@@ -375,7 +375,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result = {"outputs": run_tensors(session, read_inputs(args.input, manifest))}
     result["load_s"] = loaded - started
     result["infer_s"] = time.perf_counter() - loaded
+    result["peak_rss_bytes"] = peak_rss_bytes()
     return result
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory since it started (Linux's VmHWM, which exec
+    resets; getrusage's maxrss would count the parent that forked us)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def show(result: dict[str, Any], args: argparse.Namespace, labels: list[str]) -> None:
