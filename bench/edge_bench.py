@@ -2,7 +2,9 @@
 and 4-bit variants, measured the way `aiaas edge bundle` reports it.
 
 Models: the digits MLP (trained here in seconds, exported with `aiaas export`'s API),
-all-MiniLM-L6-v2 (`aiaas export`'s MiniLM, 128 tokens) and SmolLM2-135M-Instruct (the
+all-MiniLM-L6-v2 (`aiaas export`'s MiniLM, 128 tokens) — both exported with ONNX Runtime's
+basic graph optimisations, since the extended ones fuse MatMul+Add into contrib operators
+that dynamic int8 quantization cannot reach — and SmolLM2-135M-Instruct (the
 example repository's `smollm2`, converted by `aiaas export llm`). Every bundle is run by
 its own run.py in a child process on 1 thread: peak RSS of that process (loading plus one
 answer), the time to check and load, the first answer, the process wall time, decode
@@ -52,7 +54,9 @@ def digits_model(work: Path) -> tuple[Path, Path]:
         examples.digits_mlp(), arrays["train_x"], arrays["train_y"], 30
     ).eval()
     example = {"x": torch.from_numpy(arrays["test_x"][:4])}
-    export_to_repository(model, example, work / "repo", "digits", 1, output_names=["logits"])
+    export_to_repository(
+        model, example, work / "repo", "digits", 1, output_names=["logits"], optimization="basic"
+    )
     sample = work / "digits-sample.npz"
     np.savez(sample, x=arrays["test_x"][:1].astype(np.float32))
     return work / "repo" / "digits", sample
@@ -61,7 +65,7 @@ def digits_model(work: Path) -> tuple[Path, Path]:
 def minilm_model(work: Path) -> Path:
     from aiaas.export.minilm import export_minilm
 
-    export_minilm(work / "repo", name="minilm", version=1)
+    export_minilm(work / "repo", name="minilm", version=1, optimization="basic")
     return work / "repo" / "minilm"
 
 
