@@ -285,6 +285,10 @@ class Generator:
         return tokens, timings
 
 
+def _raise_exception(message: str) -> None:
+    raise Refused(f"chat template: {message}")
+
+
 def chat_prompt(prompt: str, generation: dict[str, Any], raw: bool) -> tuple[str, bool]:
     """The prompt through the model's chat template when jinja2 is here; else as is."""
     template = generation.get("chat_template")
@@ -295,7 +299,11 @@ def chat_prompt(prompt: str, generation: dict[str, Any], raw: bool) -> tuple[str
     except ImportError:
         print("note: jinja2 is not installed; the prompt is used as plain text", file=sys.stderr)
         return prompt, False
-    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    # As Hugging Face (and the server) render templates, so prompts match the model's training.
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    environment.globals["raise_exception"] = _raise_exception
     specials = generation.get("special_tokens") or {}
     text = environment.from_string(template).render(
         messages=[{"role": "user", "content": prompt}],
@@ -359,6 +367,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     task = manifest.get("task", "tensor")
     wanted = {"tensor": args.input, "embedding": args.text, "text-generation": args.prompt}
     flags = {"tensor": "--input", "embedding": "--text", "text-generation": "--prompt"}
+    if args.max_tokens < 1:
+        raise Refused(f"--max-tokens must be at least 1, got {args.max_tokens}")
     if task not in wanted:
         raise Refused(f"unknown task {task!r} in {MANIFEST}")
     if not wanted[task]:

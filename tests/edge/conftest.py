@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from edge_support import (
     DEVICE_PACKAGES,
-    SIGNATURE_PACKAGES,
+    OPTIONAL_PACKAGES,
     DevicePython,
     aiaas,
     make_device_python,
@@ -34,11 +34,11 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> DevicePython:
 
 
 @pytest.fixture(scope="session")
-def signing_device(tmp_path_factory: pytest.TempPathFactory) -> DevicePython:
-    """The device venv plus `cryptography`, to check signatures."""
+def full_device(tmp_path_factory: pytest.TempPathFactory) -> DevicePython:
+    """The device venv plus the optional packages: cryptography and jinja2."""
     folder = tmp_path_factory.mktemp("signing-device") / "venv"
-    python = make_device_python(folder, DEVICE_PACKAGES + SIGNATURE_PACKAGES)
-    probe = python.run("-c", "import cryptography.hazmat.primitives.asymmetric.ed25519")
+    python = make_device_python(folder, DEVICE_PACKAGES + OPTIONAL_PACKAGES)
+    probe = python.run("-c", "import cryptography.hazmat.primitives.asymmetric.ed25519, jinja2")
     assert probe.returncode == 0, probe.stderr
     return python
 

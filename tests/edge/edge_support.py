@@ -18,8 +18,9 @@ from examples.make_model_repository import mlp_model
 ROOT = Path(__file__).resolve().parents[2]
 #: What a device installs: onnxruntime, numpy, and tokenizers for text models.
 DEVICE_PACKAGES = ("numpy", "numpy.libs", "onnxruntime", "tokenizers")
-#: `cryptography` and what it imports, for checking a signature on the device.
-SIGNATURE_PACKAGES = ("cryptography", "cffi", "_cffi_backend", "pycparser")
+#: The optional packages: `cryptography` (signatures) and `jinja2` (chat templates), with
+#: what they import.
+OPTIONAL_PACKAGES = ("cryptography", "cffi", "_cffi_backend", "pycparser", "jinja2", "markupsafe")
 LABELS = [f"digit_{i}" for i in range(10)]
 
 

@@ -79,7 +79,7 @@ def signed_bundle(digits_repo: Path, keys: Path, tmp_path_factory: pytest.TempPa
     ("tamper", "with_key", "reason"), CASES, ids=lambda c: getattr(c, "__name__", None)
 )
 def test_a_tampered_bundle_is_refused_with_one_line_before_loading(
-    signed_bundle, signing_device: DevicePython, keys: Path, tmp_path: Path,
+    signed_bundle, full_device: DevicePython, keys: Path, tmp_path: Path,
     tamper: Tamper, with_key: bool, reason: str,
 ) -> None:  # fmt: skip
     original, sample = signed_bundle
@@ -88,7 +88,7 @@ def test_a_tampered_bundle_is_refused_with_one_line_before_loading(
     tamper(folder)
     key = ["--public-key", str(keys / "good" / "edge.pub")] if with_key else []
 
-    ran = signing_device.run(folder / "run.py", "--input", sample, *key)
+    ran = full_device.run(folder / "run.py", "--input", sample, *key)
 
     assert ran.returncode == 2
     assert ran.stdout == ""
@@ -97,13 +97,13 @@ def test_a_tampered_bundle_is_refused_with_one_line_before_loading(
 
 
 def test_a_signed_bundle_runs_under_its_key_and_is_refused_under_another(
-    signed_bundle, signing_device: DevicePython, keys: Path
+    signed_bundle, full_device: DevicePython, keys: Path
 ) -> None:
     folder, sample = signed_bundle
 
-    good = signing_device.run(folder / "run.py", "--input", sample,
+    good = full_device.run(folder / "run.py", "--input", sample,
                               "--public-key", keys / "good" / "edge.pub")  # fmt: skip
-    wrong = signing_device.run(folder / "run.py", "--input", sample,
+    wrong = full_device.run(folder / "run.py", "--input", sample,
                                "--public-key", keys / "other" / "edge.pub")  # fmt: skip
 
     assert good.returncode == 0, good.stderr
@@ -119,11 +119,11 @@ def test_a_signed_bundle_runs_under_its_key_and_is_refused_under_another(
 
 
 def test_an_unsigned_bundle_is_refused_when_a_key_is_given(
-    digits_repo: Path, signing_device: DevicePython, keys: Path, bundle, tmp_path: Path
+    digits_repo: Path, full_device: DevicePython, keys: Path, bundle, tmp_path: Path
 ) -> None:
     folder = bundle(digits_repo / "digits", "--no-measure")
 
-    ran = signing_device.run(folder / "run.py", "--verify-only",
+    ran = full_device.run(folder / "run.py", "--verify-only",
                              "--public-key", keys / "good" / "edge.pub")  # fmt: skip
 
     assert ran.returncode == 2

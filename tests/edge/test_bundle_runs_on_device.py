@@ -137,3 +137,22 @@ def test_embedding_bundle_embeds_text_as_the_servers_embeddings_endpoint(
     answer = httpx.post(f"{server.url}/v1/embeddings", json=body, timeout=30).json()
     served = np.asarray([item["embedding"] for item in answer["data"]], dtype=np.float32)
     np.testing.assert_allclose(on_device, served, rtol=1e-5, atol=1e-6)
+
+
+def test_with_jinja2_a_prompt_goes_through_the_chat_template_as_the_chat_endpoint(
+    tiny_repo: Path, full_device: DevicePython, bundle, start_server
+) -> None:
+    folder = bundle(tiny_repo / "tiny", "--no-measure")
+
+    ran = full_device.run(folder / "run.py", "--prompt", "hello", "--max-tokens", "16", "--json")
+
+    assert ran.returncode == 0, ran.stderr
+    on_device = json.loads(ran.stdout)
+    assert on_device["chat_template"] is True
+    server = start_server(tiny_repo)
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}],
+            "max_tokens": 16, "temperature": 0}  # fmt: skip
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60).json()
+    assert answer["usage"]["prompt_tokens"] == on_device["prompt_tokens"]
+    served = answer["choices"][0]["message"]["content"]
+    assert on_device["text"].rstrip("\ufffd") == served.rstrip("\ufffd")
