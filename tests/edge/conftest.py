@@ -19,7 +19,10 @@ from edge_support import (
     make_device_python,
     write_digits_repo,
 )
+from llm_fixtures import smollm2_version
 from tiny_llama import write_tiny_llama
+
+__all__ = ["smollm2_version"]
 
 
 @pytest.fixture(scope="session")
