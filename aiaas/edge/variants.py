@@ -1,16 +1,25 @@
-"""The int8 or 4-bit variant a bundle ships: the one `aiaas compress` registered from
-the source version if there is one, else made here with the same torch-free quantizers
+"""The int8 or 4-bit variant a bundle ships: the one `aiaas compress` made from the
+source version if there is one (registered as its descendant, or for a local language
+model a version folder beside it), else made here with the same torch-free quantizers
 (`aiaas compress llm` for language models, dynamic int8 for the others).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from aiaas.edge.source import MODEL_FILENAME, Source, record_variant, source_from_record
+from aiaas.edge.source import (
+    GENERATION_FILENAME,
+    MODEL_FILENAME,
+    Source,
+    folder_variant,
+    record_variant,
+    source_from_record,
+)
 from aiaas.errors import InvalidArgument
 
 VARIANTS = ("fp32", "int8", "int4")
@@ -28,10 +37,40 @@ def choose(source: Source, variant: str | None, work: Path, registry_uri: str | 
             f"to get {variant}"
         )
     if source.registry is not None:
-        registered = registered_variant(source, variant, work, registry_uri)
-        if registered is not None:
-            return registered
-    return make_variant(source, variant, work)
+        found = registered_variant(source, variant, work, registry_uri)
+    else:
+        found = sibling_variant(source, variant)
+    return found if found is not None else make_variant(source, variant, work)
+
+
+def sibling_variant(source: Source, variant: str) -> Source | None:
+    """A version folder beside a local language model's that `aiaas compress llm` made
+    from the same GGUF file (its generation.json says the variant and the file's hash)."""
+    digest = _source_digest(source.folder)
+    if digest is None:
+        return None
+    for sibling in sorted(source.folder.parent.iterdir()):
+        if (
+            sibling != source.folder
+            and sibling.name.isdigit()
+            and (sibling / MODEL_FILENAME).is_file()
+            and folder_variant(sibling) == variant
+            and _source_digest(sibling) == digest
+        ):
+            return dataclasses.replace(
+                source, folder=sibling, version=int(sibling.name), uri=str(sibling),
+                variant=variant,
+            )  # fmt: skip
+    return None
+
+
+def _source_digest(folder: Path) -> str | None:
+    try:
+        generation = json.loads((folder / GENERATION_FILENAME).read_text())
+        digest = generation["source"]["recipe"]["gguf_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(digest) if digest else None
 
 
 def registered_variant(
