@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from aiaas.exit_codes import PlainTyper, plain_errors
+if TYPE_CHECKING:
+    from aiaas.edge.bundle import Bundled
+
+from aiaas.exit_codes import ExitCode, PlainTyper, fail, plain_errors
 
 RegistryOption = Annotated[
     str | None, typer.Option("--registry", help="Registry URI (default: AIAAS_REGISTRY_URI).")
@@ -66,24 +69,36 @@ def bundle(
     request = BundleRequest(uri, out, variant, ort_format, sign, registry)
     work = open_work(out)
     try:
-        bundled = build(request, work)
-        report = {
-            "bundle": str(bundled.path),
-            "name": bundled.manifest["name"],
-            "version": bundled.manifest["version"],
-            "source_uri": bundled.manifest["source_uri"],
-            "task": bundled.manifest["task"],
-            "variant": bundled.manifest["variant"],
-            "signed": bundled.signed,
-            "files": len(bundled.manifest["files"]) + 1 + int(bundled.signed),
-        }
+        try:
+            bundled = build(request, work)
+        except KeyboardInterrupt:
+            raise fail(f"interrupted; nothing was written to {out}", ExitCode.INTERRUPTED) from None
+        report = summary(bundled)
         if measure:
-            from aiaas.edge.measure import measure as run_measure
-
-            report |= run_measure(bundled, work, sample).to_dict()
+            try:
+                report |= _measure(bundled, work, sample)
+            except KeyboardInterrupt:
+                message = f"interrupted while measuring; the bundle {out} is complete"
+                raise fail(message, ExitCode.INTERRUPTED) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     typer.echo(json.dumps(report) if as_json else describe(report))
+
+
+def summary(bundled: Bundled) -> dict[str, object]:
+    manifest = bundled.manifest
+    return {
+        "bundle": str(bundled.path),
+        **{key: manifest[key] for key in ("name", "version", "source_uri", "task", "variant")},
+        "signed": bundled.signed,
+        "files": len(manifest["files"]) + 1 + int(bundled.signed),
+    }
+
+
+def _measure(bundled: Bundled, work: Path, sample: Path | None) -> dict[str, object]:
+    from aiaas.edge.measure import measure
+
+    return measure(bundled, work, sample).to_dict()
 
 
 def describe(report: dict[str, object]) -> str:
