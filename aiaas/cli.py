@@ -65,6 +65,11 @@ from aiaas.federated.cli import federated_app  # noqa: E402
 
 app.add_typer(federated_app, name="federated")
 
+# `aiaas edge`: aiaas.edge.cli imports typer only; onnx and the registry load when it runs.
+from aiaas.edge.cli import edge_app  # noqa: E402
+
+app.add_typer(edge_app, name="edge")
+
 
 def main() -> None:
     app()
