@@ -191,7 +191,8 @@ def test_a_copied_file_says_where_it_came_from_in_its_metadata_on_both_wires(ser
 
 def test_the_lineage_link_returns_the_whole_record_of_the_file(server, repo):
     record = lineage.read_file(repo / "stamped" / "1" / "model.onnx")
-    assert record is not None and record["parents"] == PARENTS
+    assert record is not None
+    assert record["parents"] == PARENTS
     with httpx.Client(base_url=server.url, timeout=30) as client:
         link = client.get("/v2/models/stamped").json()["parameters"]["lineage"]
         assert client.get(link).json() == record
@@ -220,7 +221,8 @@ def test_rest_answers_name_the_version_and_file_that_computed_them(server, repo)
         for name in ("stamped", "plain"):
             assert rest_infer(client, name).headers[HEADER] == provenance(repo, name)
         failed = client.post("/v2/models/stamped/infer", json={"inputs": []})
-        assert failed.status_code == 400 and HEADER not in failed.headers
+        assert failed.status_code == 400
+        assert HEADER not in failed.headers
 
 
 def test_grpc_answers_carry_it_in_trailing_metadata_and_each_stream_answer(server, repo):
@@ -277,7 +279,8 @@ def test_openai_answers_and_model_entries_say_where_the_model_came_from(server, 
         json={"text_input": "def", "parameters": {"max_tokens": 2}},
         timeout=30,
     )
-    assert generated.status_code == 200 and generated.headers[HEADER] == expected
+    assert generated.status_code == 200
+    assert generated.headers[HEADER] == expected
 
 
 def test_without_the_flag_no_answer_carries_provenance(start_server, repo):
