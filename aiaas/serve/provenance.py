@@ -33,8 +33,8 @@ class Provenance:
     version: int
     #: The registry version's manifest hash when served from a registry, else the file's.
     sha256: str
-    #: ``models:/NAME/VERSION`` when served from a registry.
-    registry_uri: str | None
+    #: The registry version (``models:/NAME/VERSION``) when served from a registry.
+    registry_version: int | None
     record: dict[str, Any] | None
     #: ``--provenance-header``'s value, built once.
     header: str
@@ -44,11 +44,17 @@ class Provenance:
         """The URL path of the full record: the registry's lineage of a registry version,
         else the server's own route over the file's record (none without one)."""
         name = quote(self.name, safe="")
-        if self.registry_uri is not None:
-            return f"/v2/registry/models/{name}/versions/{self.version}/lineage"
+        if self.registry_version is not None:
+            return f"/v2/registry/models/{name}/versions/{self.registry_version}/lineage"
         if self.record is None:
             return None
         return f"/v2/models/{name}/versions/{self.version}/lineage"
+
+    @property
+    def registry_uri(self) -> str | None:
+        if self.registry_version is None:
+            return None
+        return f"models:/{self.name}/{self.registry_version}"
 
     def metadata_parameters(self) -> dict[str, str | int]:
         """The summary as V2 ``parameters``: only strings, integers and booleans are
@@ -91,14 +97,17 @@ def of_version(
     """The provenance of a version being activated; a source's ``registry_version`` and
     ``sha256`` parameters mark a version served from a registry."""
     registry_version = source_parameters.get("registry_version")
-    registry_uri = None if registry_version is None else f"models:/{name}/{registry_version}"
+    if registry_version is not None:
+        registry_version = int(registry_version)
+    served_as = (
+        f"{name}/{version}" if registry_version is None else f"models:/{name}/{registry_version}"
+    )
     sha256 = str(source_parameters.get("sha256") or file_sha256)
-    served_as = registry_uri or f"{name}/{version}"
     return Provenance(
         name=name,
         version=version,
         sha256=sha256,
-        registry_uri=registry_uri,
+        registry_version=registry_version,
         record=merge(file_record, source_record),
         # Header and metadata values are ASCII: a model name outside it is percent-encoded.
         header=f"{quote(served_as, safe=':/@')} sha256={sha256}",
