@@ -69,6 +69,8 @@ class Provenance:
                 parameters[key] = value
         if self.registry_uri is None:
             parameters["sha256"] = self.sha256
+        else:
+            parameters["version_uri"] = self.registry_uri
         if self.link is not None:
             parameters["lineage"] = self.link
         return parameters

@@ -97,6 +97,7 @@ def test_a_registry_version_names_its_run_data_recipe_and_parents(serve, chain):
     assert json.loads(parameters["parents"])[:1] == expected_parents
     assert parameters["model_uri"] == PRODUCTION
     assert parameters["registry_version"] == 1
+    assert parameters["version_uri"] == "models:/digits-int8/1"
     assert parameters["sha256"] == child.sha256
     assert parameters["lineage"] == "/v2/registry/models/digits-int8/versions/1/lineage"
 

@@ -41,7 +41,9 @@ def test_a_registry_version_is_named_by_its_uri_and_manifest_hash_and_links_the_
     )
     assert served.header == f"models:/digits-int8/5 sha256={'m' * 64}"
     assert served.link == "/v2/registry/models/digits-int8/versions/5/lineage"
-    assert "sha256" not in served.metadata_parameters()  # the source's own parameter says it
+    parameters = served.metadata_parameters()
+    assert "sha256" not in parameters  # the source's own parameter says it
+    assert parameters["version_uri"] == "models:/digits-int8/5"
 
 
 def test_the_registry_s_facts_win_and_parents_of_both_are_kept_once_each():
