@@ -102,7 +102,8 @@ def export(
             recipe = {"export": {"model": source.label, "optimization": optimization}}
             record = source.derived_record("export", recipe)
             if source.onnx is not None:
-                report = _install(source, out, name, version, max_batch_size, record)
+                staged = Path(workdir) / "stamped" / "model.onnx"
+                report = _install(source, staged, out, name, version, max_batch_size, record)
             else:
                 report = _run(
                     model, out, weights, example_shape or [], example_npz, dynamic_axis or [],
@@ -121,6 +122,7 @@ def export(
 
 def _install(
     source: inputs.InputModel,
+    staged: Path,
     out: Path,
     name: str | None,
     version: int | None,
@@ -134,7 +136,8 @@ def _install(
     from aiaas.lineage import stamp_file
 
     assert source.onnx is not None
-    staged = stamp_file(source.onnx, record, dest=source.onnx.with_name("stamped.onnx"))
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    stamp_file(source.onnx, record, dest=staged)
     target = layout.install(staged, out, name or source.name, version, max_batch_size)
     typer.echo(f"exported {source.label} to {target} (the ONNX graph unchanged)")
     return ExportReport(path=target, max_abs_error=0.0, max_rel_error=0.0, batch_sizes=())
