@@ -97,19 +97,19 @@ class RegistryClient:
             part.unlink()
             offset = 0
         if offset < size:
-            self._fetch(
-                f"{PREFIX}/models/{name}/versions/{version}/files/{path}",
-                sha256,
-                part,
-                offset,
-                stop,
-            )
+            url = f"{PREFIX}/models/{name}/versions/{version}/files/{path}"
+            self._fetch(url, sha256, part, (offset, size), stop)
         if _sha256(part) != sha256:
             part.unlink(missing_ok=True)
             raise BundleRejected(f"{path} of models:/{name}/{version} does not match its sha256")
         os.replace(part, dest)
 
-    def _fetch(self, url: str, sha256: str, part: Path, offset: int, stop: threading.Event) -> None:
+    def _fetch(
+        self, url: str, sha256: str, part: Path, span: tuple[int, int], stop: threading.Event
+    ) -> None:
+        """Append to `part` from byte `span[0]` of `span[1]` (all of it if the registry
+        no longer has the same file: If-Range)."""
+        offset, size = span
         headers = {"Range": f"bytes={offset}-", "If-Range": f'"{sha256}"'} if offset else {}
         try:
             with self.http.stream("GET", url, headers=headers) as response:
@@ -119,11 +119,14 @@ class RegistryClient:
                 resumed = response.status_code == 206
                 if resumed:
                     log.info("resuming %s at byte %d", part.name.removesuffix(".part"), offset)
+                written = offset if resumed else 0
                 with part.open("ab" if resumed else "wb") as handle:
                     for chunk in response.iter_bytes(CHUNK):
                         handle.write(chunk)
                         handle.flush()
-                        pause_point("edge-download-chunk")
+                        written += len(chunk)
+                        if written < size:
+                            pause_point("edge-download-chunk")
                         if stop.is_set():
                             raise Stopped
         except httpx.TransportError as error:
