@@ -148,12 +148,16 @@ class Agent:
         self.state.state = "updating"
         self._write_state()
         log.info("%s now names %s; downloading", self.config.model_uri, uri)
+        previous = self.dir.current.resolve() if self.dir.current.is_symlink() else None
         try:
-            await asyncio.to_thread(self._stage, target)
-            previous = self.dir.current.resolve() if self.dir.current.is_symlink() else None
-            record = {"name": self.name, "version": target.number, "sha256": target.sha256}
-            installed = self.dir.install(target.number, record)
-            await self._load_or_fall_back(repository, uri, previous)
+            installed = self.dir.kept(target.number, target.sha256)
+            if installed is not None:  # a rollback to the version kept on disk
+                self.dir.point_at(installed)
+            else:
+                await asyncio.to_thread(self._stage, target)
+                record = {"name": self.name, "version": target.number, "sha256": target.sha256}
+                installed = self.dir.install(target.number, record)
+            await self._load_or_fall_back(repository, previous)
         except BundleRejected as error:
             self.dir.drop_staging()
             self._refuse(target, uri, error.message)
@@ -177,9 +181,7 @@ class Agent:
             self.client.download(self.name, target.number, item, dest, self.stop_event)
         check_version(folder, self.config.public_key)
 
-    async def _load_or_fall_back(
-        self, repository: ModelRepository, uri: str, previous: Path | None
-    ) -> None:
+    async def _load_or_fall_back(self, repository: ModelRepository, previous: Path | None) -> None:
         try:
             await repository.load(self.name)
         except AiaasError as error:

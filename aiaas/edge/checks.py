@@ -46,7 +46,11 @@ def check_version(folder: Path, public_key: Path | None) -> dict[str, Any] | Non
     if public_key is not None and not bundle:
         raise BundleRejected(f"not a signed bundle (no {manifest.MANIFEST}) and a key was given")
     if bundle:
-        found = manifest.verify(folder, public_key)
+        try:
+            found = manifest.verify(folder, public_key)
+        except BundleRejected as error:  # the staging path says nothing to the reader
+            message = error.message.replace(f"{folder}: ", "").replace(f"{folder} ", "it ")
+            raise BundleRejected(message) from None
         check_onnxruntime(found.get("min_onnxruntime"))
     sample_inference(folder / MODEL_FILE)
     return found
@@ -76,7 +80,8 @@ def sample_inference(model: Path) -> None:
         feeds = {item.name: _zeros(item) for item in session.get_inputs()}
         session.run(None, feeds)
     except Exception as error:  # ONNX Runtime raises its own untyped errors
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        first = text.splitlines()[0][:240] if text else type(error).__name__
         raise BundleRejected(f"the sample inference failed: {first}") from None
 
 

@@ -54,6 +54,15 @@ class AgentDir:
             return None
         return data
 
+    def kept(self, version: int, sha256: str) -> Path | None:
+        """An installed folder of this exact version (the one before, after a rollback)."""
+        folder = self.root / VERSIONS / str(version)
+        try:
+            record = json.loads((folder / RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+        return folder if record.get("sha256") == sha256 else None
+
     def install(self, version: int, record: dict[str, Any]) -> Path:
         """Move a checked staging folder into `versions/` and point `current` at it."""
         staged = self.staging(version).parent

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import resource
 import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
 from edge_agent_support import (
+    ROOT,
     AgentProcess,
     RegistryServer,
     add_model,
     bundle,
+    env,
     failing_model,
     wait_until,
 )
@@ -82,7 +86,7 @@ def _reported(server: RegistryServer) -> dict[str, dict]:
 
 
 def test_two_agents_follow_two_alias_moves_and_report_their_versions(
-    server, agents, publish, registry_uri, artifact_root
+    server, agents, publish, registry, registry_uri, artifact_root
 ):
     assert publish(1) == 1
     first = agents(server.url, "a", "--device-id", "cam-a")
@@ -116,6 +120,11 @@ def test_two_agents_follow_two_alias_moves_and_report_their_versions(
     assert shown.exit_code == 0, shown.output
     assert "cam-a" in shown.stdout
     assert "cam-b" in shown.stdout
+    # A rollback to the version kept on disk goes live without a download.
+    registry.set_alias("mlp", "production", 2)
+    first.wait_serving(2)
+    assert first.logs().count("now names models:/mlp/2") == 2
+    assert (first.directory / "current").resolve().name == "2"
     assert first.stop() == 0  # SIGTERM is a clean stop
 
 
@@ -227,3 +236,26 @@ def test_a_disk_that_fills_during_the_download_refuses_the_version_cleanly(
     assert "disk full" in state["last_error"]
     assert agent.answer() == (1, 1.0)
     assert not list(agent.directory.glob("staging-*"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "message"),
+    [
+        (["--public-key", "/nonexistent/edge.pub"], 3, "does not exist"),
+        (["--model", "models:/mlp"], 2, "add /VERSION or @ALIAS"),
+        (["--model", "models:/mlp/latest"], 2, "follow an alias"),
+        (["--model", "nonsense"], 2, "models:/"),
+        (["--device-id", "bad id!"], 2, "device id"),
+    ],
+)
+def test_bad_flags_are_one_line_and_an_exit_code(tmp_path, flags, code, message):
+    command = [
+        sys.executable, "-m", "aiaas.cli", "edge", "agent", "--registry-url",
+        "http://127.0.0.1:9", "--model", "models:/mlp@production", "--dir", str(tmp_path / "d"),
+        *flags,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env(), timeout=60)
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
