@@ -110,8 +110,9 @@ def show_model(
 
 def devices_table(devices: Iterable[DeviceReport]) -> Table:
     """Which edge device runs which version, as each last reported."""
-    table = Table("device", "follows", "version", "state", "reported", "last error")
-    table.title = "edge devices"
+    table = Table(title="edge devices", box=None, pad_edge=False, header_style="bold")
+    for header in ("device", "follows", "version", "state", "reported", "last error"):
+        table.add_column(header, no_wrap=header != "last error", overflow="ellipsis")
     for device in devices:
         reported = device.reported_at
         table.add_row(
@@ -119,7 +120,7 @@ def devices_table(devices: Iterable[DeviceReport]) -> Table:
             escape(device.model_uri),
             str(device.version or "-"),
             escape(device.state),
-            f"{reported:%Y-%m-%d %H:%M:%S}" if reported else "-",
+            f"{reported:%Y-%m-%d %H:%M}" if reported else "-",
             escape(device.last_error or ""),
         )
     return table
