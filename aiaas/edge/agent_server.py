@@ -56,13 +56,23 @@ class AgentServer(Server):
 
 
 def settings_for(host: str, http_port: int) -> ServerSettings:
-    return ServerSettings(
-        host=host,
-        http_port=http_port,
-        grpc_port=0,
-        model_control_mode=ControlMode.EXPLICIT,
-        load_model=[],
-        shutdown_timeout_s=5.0,
+    """The server's settings for a device: what it serves comes from the agent only, so
+    the environment's AIAAS_MODEL_REPOSITORY, AIAAS_REGISTRY_URI or AIAAS_MODEL are
+    overridden here, not taken."""
+    return ServerSettings.model_validate(
+        {
+            "host": host,
+            "http_port": http_port,
+            "grpc_port": 0,
+            "model_control_mode": ControlMode.EXPLICIT,
+            "load_model": [],
+            "model_repository": None,
+            "registry_uri": None,
+            "artifact_root": None,
+            "model": [],
+            "metrics_port": None,
+            "shutdown_timeout_s": 5.0,
+        }
     )
 
 
