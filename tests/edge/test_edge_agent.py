@@ -126,6 +126,8 @@ def test_two_agents_follow_two_alias_moves_and_report_their_versions(
     assert first.logs().count("now names models:/mlp/2") == 2
     assert (first.directory / "current").resolve().name == "2"
     assert first.stop() == 0  # SIGTERM is a clean stop
+    assert second.stop(signal.SIGINT) == 0  # and so is Ctrl-C
+    assert "Traceback" not in first.logs() + second.logs()
 
 
 def test_a_version_failing_any_check_is_refused_reported_and_the_old_one_keeps_serving(
