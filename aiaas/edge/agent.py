@@ -99,6 +99,7 @@ class Agent:
         self._failures = 0
         self._reported: tuple[Any, ...] | None = None
         self._reported_at = 0.0
+        self._report_refused = False
 
     # ---- the loop ------------------------------------------------------------------
 
@@ -236,9 +237,16 @@ class Agent:
             return
         try:
             self.client.report(self.config.device_id, report)
-        except AiaasError as error:
+        except RegistryUnreachable as error:
             log.debug("state not reported: %s", error.message)
             return
+        except AiaasError as error:  # a token missing or wrong: said once, not every poll
+            if not self._report_refused:
+                log.warning("the registry refuses this device's reports: %s", error.message)
+            self._report_refused = True
+        else:
+            self._report_refused = False
+        # A refused report is tried again on the next change or heartbeat, not every poll.
         self._reported = (report["state"], report["version"], report["last_error"])
         self._reported_at = time.monotonic()
 

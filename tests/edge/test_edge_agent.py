@@ -261,3 +261,23 @@ def test_bad_flags_are_one_line_and_an_exit_code(tmp_path, flags, code, message)
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_registry_with_an_admin_token_takes_reports_only_with_it(
+    registry_uri, artifact_root, tmp_path, agents, publish
+):
+    publish(1)
+    server = RegistryServer(registry_uri, artifact_root, tmp_path)
+    server.args += ["--admin-token", "s3cret"]
+    server.start()
+    try:
+        without = agents(server.url, "no-token", "--device-id", "cam-n")
+        with_token = agents(server.url, "token", "--device-id", "cam-t", "--token", "s3cret")
+        without.wait_serving(1)  # reads need no token
+        with_token.wait_serving(1)
+        wait_until(lambda: "cam-t" in _reported(server), "the report with the token")
+        wait_until(lambda: "refuses this device's reports" in without.logs(), "the warning")
+        assert without.logs().count("refuses this device's reports") == 1
+        assert "cam-n" not in _reported(server)
+    finally:
+        server.stop()
