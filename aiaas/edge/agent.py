@@ -97,6 +97,7 @@ class Agent:
         self.stop_event = threading.Event()
         self._etag: str | None = None
         self._failures = 0
+        self._failure: str | None = None
         self._reported: tuple[Any, ...] | None = None
         self._reported_at = 0.0
         self._report_refused = False
@@ -120,23 +121,30 @@ class Agent:
                 self.state.counts["not_modified"] += 1
             else:
                 await self._follow(target, repository)
-            self._failures = 0
         except RegistryUnreachable as error:
-            self._failures += 1
             self.state.counts["unreachable"] += 1
-            self._error(
-                f"{error.message}; still serving {self._serving()}", warn=self._failures == 1
-            )
+            self._failed(f"{error.message}; still serving {self._serving()}")
         except Stopped:
             return
         except AiaasError as error:  # the registry said no: an unknown model or alias
-            self._failures += 1
-            self._error(f"{self.config.model_uri}: {error.message}", warn=True)
+            self._failed(f"{self.config.model_uri}: {error.message}")
+        else:
+            if self._failures and self.state.last_error == self._failure:
+                self.state.last_error = None  # back in touch: that error is over
+            self._failures, self._failure = 0, None
         self._write_state()
+
+    def _failed(self, message: str) -> None:
+        """A poll that did not get through: said once per outage, kept as last_error."""
+        self._failures += 1
+        self._failure = message
+        self._error(message, warn=self._failures == 1)
 
     async def _follow(self, target: Target, repository: ModelRepository) -> None:
         key = f"{self.name}/{target.number}"
         if target.number == self.state.version and target.sha256 == self.state.sha256:
+            if self.state.state == "refused":  # the alias is back on what this device serves
+                self.state.last_error = None
             self.state.state = "serving"
         elif self.state.refused.get(key) == target.sha256:
             pass  # refused before, and the alias has not moved since

@@ -190,6 +190,12 @@ def test_the_agent_keeps_serving_while_the_registry_is_down_and_catches_up(serve
     server.start()
     agent.wait_serving(2)
     wait_until(lambda: _reported(server).get("cam-o", {}).get("version") == 2, "report")
+    # An outage with nothing moved: the error it left is cleared once polls get through.
+    server.stop()
+    wait_until(lambda: agent.state()["last_error"], "the outage noticed")
+    server.start()
+    wait_until(lambda: agent.state()["last_error"] is None, "the outage over")
+    assert agent.answer() == (2, 2.0)
 
 
 def test_a_kill_mid_download_leaves_the_old_version_serving_and_a_restart_finishes_it(
