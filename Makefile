@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := examples/model_repository/mlp/1/model.onnx
 LLM_EXAMPLE := examples/model_repository/smollm2/1
+AXE := node_modules/axe-core/axe.min.js
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 LLAMA_CPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
@@ -15,7 +16,7 @@ LLAMA_CPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
 
 .PHONY: setup run test bench lint format proto
 
-setup: $(STAMP) $(EXAMPLES) $(LLM_EXAMPLE)
+setup: $(STAMP) $(EXAMPLES) $(LLM_EXAMPLE) $(AXE)
 
 # torch==2.13.0 first: the CPU wheel on disk, so the `torch` extra needs no CUDA download.
 $(STAMP): pyproject.toml
@@ -33,8 +34,15 @@ $(EXAMPLES): examples/make_model_repository.py $(STAMP)
 $(LLM_EXAMPLE): | $(STAMP)
 	$(PY) examples/make_model_repository.py --llm
 
+# axe-core, the accessibility scan the catalogue's page tests inject (tests only, from npm's
+# lock file); without npm those tests skip on a developer's machine (CI installs it).
+$(AXE): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the catalogue's accessibility test will skip (apt-get install -y npm)"; fi
+
 run: setup
 	@echo "aiaas serving examples/model_repository at http://127.0.0.1:$(HTTP_PORT) (REST) and 127.0.0.1:$(GRPC_PORT) (gRPC)  (Ctrl-C stops it)"
+	@echo "catalogue: http://127.0.0.1:$(HTTP_PORT)/ui  (models, versions, live state, try-it and chat in a browser)"
 	@echo "try: curl -s -X POST http://127.0.0.1:$(HTTP_PORT)/v2/models/add_sub/infer -d '{\"inputs\":[{\"name\":\"a\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},{\"name\":\"b\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'"
 	@echo "chat: curl -s http://127.0.0.1:$(HTTP_PORT)/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"smollm2\",\"messages\":[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}]}'"
 	$(VENV)/bin/aiaas serve --model-repository examples/model_repository --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)

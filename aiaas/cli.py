@@ -65,16 +65,11 @@ from aiaas.federated.cli import federated_app  # noqa: E402
 
 app.add_typer(federated_app, name="federated")
 
+# `aiaas edge`: aiaas.edge.cli imports typer only; onnx and the registry load when it runs.
+from aiaas.edge.cli import edge_app  # noqa: E402
 
-# `aiaas edge`: a temporary group holding only `agent` until aiaas/edge/cli.py (the
-# bundle helper's `edge` app) lands; the integrator attaches `agent` there instead.
-import typer  # noqa: E402
-
-from aiaas.edge.agent_cli import agent as _edge_agent  # noqa: E402
-
-edge_app = typer.Typer(help="Edge devices: the agent that follows a registry alias.")
-edge_app.command("agent")(_edge_agent)
 app.add_typer(edge_app, name="edge")
+
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ SUITES = {
     "federated": "bench.federated_bench",
     "protocol": "bench.protocol_bench",
     "llm": "bench.llm_bench",
+    "edge": "bench.edge_bench",
     "edge-agent": "bench.edge_agent_bench",
 }
 

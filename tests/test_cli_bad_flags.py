@@ -68,6 +68,10 @@ def aiaas(*args: str) -> subprocess.CompletedProcess[str]:
             "'fedprox', 'fedadam'.",
         ),
         (
+            ["edge", "bundle", "models:/m/1", "--out", "o", "--variant", "int2"],
+            "error: Invalid value for '--variant': 'int2' is not one of 'int8', 'int4'.",
+        ),
+        (
             ["models", "list", "--json", "--limit", "x"],
             "error: No such option '--limit'.",
         ),

@@ -34,6 +34,8 @@ from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
 from aiaas.serve.sources import DirectorySource, ModelSource
+from aiaas.ui import PREFIX as UI_PREFIX
+from aiaas.ui import CatalogueUI
 
 __all__ = ["Server", "ServerSettings", "run"]
 
@@ -72,6 +74,11 @@ class Server:
             else None
         )
         self.metrics = metrics.build_registry(self.repository)
+        self.ui = CatalogueUI(
+            self.dataplane,
+            registry=self.registry.registry if self.registry is not None else None,
+            admin_token=settings.admin_token,
+        )
         self._poller: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
 
@@ -103,6 +110,7 @@ class Server:
                 *self.generate.routes(),
                 *self.openai.routes(),
                 *registry_routes,
+                *self.ui.routes(),
                 Route("/metrics", self._metrics, methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_error},
@@ -169,6 +177,7 @@ class Server:
                 server_header=False,
             )
             http = _HttpServer(config, on_signal=self._stop_grpc)
+            log.info("catalogue: %s", catalogue_url(settings.host, config.port))
             await http.serve(sockets=[http_socket])
         finally:
             http_socket.close()
@@ -207,6 +216,13 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = error.detail if error.status_code != 404 else f"no route for {request.url.path}"
     return json_response({"error": detail}, error.status_code)
+
+
+def catalogue_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the catalogue (a wildcard host is loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}{UI_PREFIX}"
 
 
 def _listen(host: str, port: int, what: str) -> socket.socket:
