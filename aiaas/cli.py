@@ -71,7 +71,6 @@ from aiaas.edge.cli import edge_app  # noqa: E402
 app.add_typer(edge_app, name="edge")
 
 
-
 def main() -> None:
     app()
 
