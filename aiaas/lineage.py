@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiaas
@@ -138,3 +140,41 @@ def read_file(path: Any) -> dict[str, Any] | None:
 
     model = onnx.load(str(path), load_external_data=False)
     return from_metadata({prop.key: prop.value for prop in model.metadata_props})
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_parent(path: str | Path) -> dict[str, str]:
+    """A parent that is a plain file: its absolute path (never one relative to where the
+    command ran) and its content hash, which still names it once the path is gone."""
+    return {"path": str(Path(path).absolute()), "sha256": file_sha256(path)}
+
+
+def stamp_file(
+    path: str | Path, record: Mapping[str, Any], *, dest: str | Path | None = None
+) -> Path:
+    """Write the record into the ONNX file at ``path`` (or a stamped copy at ``dest``).
+
+    Only the graph is loaded: weights stored as external data stay where they are, and
+    the new file replaces the old one in one rename, so a reader never sees half of it.
+    A copy to another folder must not use external data (its references would break).
+    """
+    import onnx
+
+    source = Path(path)
+    target = Path(dest) if dest is not None else source
+    model = onnx.load(str(source), load_external_data=False)
+    set_on_model(model, record)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.lineage")
+    try:
+        onnx.save_model(model, str(staging))
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return target

@@ -8,6 +8,7 @@ fit the model), 1 for a failed step (parity), 4 for a registry that cannot be re
 
 from __future__ import annotations
 
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,7 +42,10 @@ compress_app = typer.Typer(
 
 @compress_app.command("model")
 def compress(
-    model: Annotated[str, typer.Argument(help="module.path:factory, a .pt2 or an .onnx file")],
+    model: Annotated[
+        str,
+        typer.Argument(help="module.path:factory, a .pt2, an .onnx file or a models:/ URI"),
+    ],
     eval_data: Annotated[
         Path, typer.Option("--eval", help=".npz: inputs by name (or x), labels under y.")
     ],
@@ -117,14 +121,20 @@ def compress(
 
 @compress_app.command("llm")
 def compress_llm(
-    source: Annotated[Path, typer.Argument(help="A version folder from `aiaas export llm`.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A models:/NAME/VERSION URI or a version folder of `aiaas export llm`."
+        ),
+    ],
     variant: Annotated[
         LLMVariant, typer.Option("--variant", help="int8 (dynamic) or int4 (MatMulNBits).")
     ],
     out: VersionFolder,
     register: RegisterName = None,
     parent: Annotated[
-        str | None, typer.Option("--parent", help="Registry URI of the float32 source version.")
+        str | None,
+        typer.Option("--parent", help="Registry URI of the float32 source (default: the URI)."),
     ] = None,
     registry: RegistryOption = None,
 ) -> None:
@@ -133,26 +143,57 @@ def compress_llm(
     from aiaas.exit_codes import fail_with
 
     try:
-        from aiaas.export import llm_fidelity
-        from aiaas.export.llm_variants import quantize_version, variant_recipe
-
-        target = quantize_version(source, out, variant)
-        reference = llm_fidelity.measure(source, source)
-        measured = llm_fidelity.measure(source, target)
-        for label, row in (("fp32", reference), (variant, measured)):
-            typer.echo(
-                f"{label:5} size {row.size_bytes / 1e6:7.1f} MB  decode "
-                f"{row.decode_tokens_per_s:6.1f} tokens/s  greedy agreement "
-                f"{row.greedy_agreement:6.1%}  perplexity {row.perplexity:7.2f}"
-            )
-        typer.echo(f"wrote {target}")
-        if register:
-            from aiaas.export.registering import register_file
-
-            uri = register_file(
-                target, register, registry, parents=[parent] if parent else [],
-                recipe=variant_recipe(target), metrics=measured.as_metrics(),
+        with tempfile.TemporaryDirectory(prefix="aiaas-compress-llm-") as workdir:
+            folder, lineage_parent, registry_parent = _llm_source(source, Path(workdir), registry)
+            _quantize_llm(
+                folder, variant, out, register, parent or registry_parent, registry,
+                lineage_parent,
             )  # fmt: skip
-            typer.echo(f"registered {uri}")
     except AiaasError as error:
         raise fail_with(error) from None
+
+
+def _llm_source(
+    source: str, workdir: Path, registry: str | None
+) -> tuple[Path, dict[str, str] | None, str | None]:
+    """The version folder to quantize, the parent its record names (None: the folder's
+    model.onnx by path and sha256) and the registry version it came from."""
+    from aiaas.export import inputs
+
+    if not inputs.is_model_uri(source):
+        return Path(source), None, None
+    downloaded = inputs.from_registry(source, workdir, registry)
+    assert downloaded.folder is not None
+    return downloaded.folder, downloaded.parents[0], downloaded.version_uri
+
+
+def _quantize_llm(
+    source: Path,
+    variant: str,
+    out: Path,
+    register: str | None,
+    parent: str | None,
+    registry: str | None,
+    lineage_parent: dict[str, str] | None,
+) -> None:
+    from aiaas.export import llm_fidelity
+    from aiaas.export.llm_variants import quantize_version, variant_recipe
+
+    target = quantize_version(source, out, variant, parent=lineage_parent)
+    reference = llm_fidelity.measure(source, source)
+    measured = llm_fidelity.measure(source, target)
+    for label, row in (("fp32", reference), (variant, measured)):
+        typer.echo(
+            f"{label:5} size {row.size_bytes / 1e6:7.1f} MB  decode "
+            f"{row.decode_tokens_per_s:6.1f} tokens/s  greedy agreement "
+            f"{row.greedy_agreement:6.1%}  perplexity {row.perplexity:7.2f}"
+        )
+    typer.echo(f"wrote {target}")
+    if register:
+        from aiaas.export.registering import register_file
+
+        uri = register_file(
+            target, register, registry, parents=[parent] if parent else [],
+            recipe=variant_recipe(target), metrics=measured.as_metrics(),
+        )  # fmt: skip
+        typer.echo(f"registered {uri}")

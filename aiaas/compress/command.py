@@ -12,16 +12,18 @@ import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
 import typer
 
+from aiaas import lineage
 from aiaas.compress.pipeline import Compressor, Dataset
 from aiaas.compress.report import as_json, print_table, write_json
 from aiaas.compress.variants import SELECT_BY, Variant, select
 from aiaas.errors import InvalidArgument
-from aiaas.export import examples, loading, npz
+from aiaas.export import examples, inputs, loading, npz
 from aiaas.export import repository as layout
 
 
@@ -78,46 +80,84 @@ class CompressRequest:
 def run(request: CompressRequest) -> Variant:
     request.validate()
     prune_step = _parse_prune(request.prune) if request.prune else None
-    is_onnx = request.model.endswith(".onnx")
-    if is_onnx and (prune_step or request.distill):
-        raise InvalidArgument("--prune and --distill need a PyTorch model, not an .onnx file")
-    names = _onnx_input_names(Path(request.model)) if is_onnx else None
+    with tempfile.TemporaryDirectory(prefix="aiaas-compress-") as workdir:
+        source = inputs.open_input(
+            request.model, Path(workdir) / "input", weights=request.weights,
+            registry=request.registry,
+        )  # fmt: skip
+        return _compress(request, source, prune_step, Path(workdir))
+
+
+def _compress(
+    request: CompressRequest,
+    source: inputs.InputModel,
+    prune_step: tuple[str, float] | None,
+    workdir: Path,
+) -> Variant:
+    if source.onnx is not None and (prune_step or request.distill):
+        raise InvalidArgument("--prune and --distill need a PyTorch model, not an ONNX model")
+    names = _onnx_input_names(source.onnx) if source.onnx is not None else None
     eval_data = _dataset(request.eval_data, "--eval", names)
     assert eval_data is not None  # --eval is a required flag
     names = list(eval_data.inputs)
     train = _dataset(request.train, "--train", names, eval_data.labels is not None)
     calibration = _dataset(request.calibration, "--calibration", names, False)
-    with tempfile.TemporaryDirectory(prefix="aiaas-compress-") as workdir:
-        compressor = Compressor(
-            Path(workdir), eval_data, output_names=request.output_names or None,
-            dynamic_axes=examples.parse_dynamic_axes(request.dynamic_axes) or None,
-            atol=request.atol, rtol=request.rtol, threads=request.threads, rounds=request.rounds,
-        )  # fmt: skip
-        if is_onnx:
-            original, baseline = compressor.from_onnx(Path(request.model))
+    compressor = Compressor(
+        workdir / "variants", eval_data, output_names=request.output_names or None,
+        dynamic_axes=examples.parse_dynamic_axes(request.dynamic_axes) or None,
+        atol=request.atol, rtol=request.rtol, threads=request.threads, rounds=request.rounds,
+    )  # fmt: skip
+    if source.onnx is not None:
+        original, baseline = compressor.from_onnx(source.onnx)
+    else:
+        original, baseline = compressor.from_torch(
+            loading.load_model(request.model, request.weights)
+        )
+    variants = _chain(request, compressor, original, baseline, prune_step, train, calibration)
+    compressor.evaluate(variants, baseline)
+    selected = select(variants, baseline, request.max_accuracy_drop, request.select_by)
+    print_table(variants, baseline, selected, compressor.metric_name)
+    stamped = _Stamper(source, workdir / "stamped")
+    model_name = request.name or source.name
+    target = layout.install(stamped(selected), request.out, model_name)
+    typer.echo(f"selected {selected.name}: written to {target}")
+    settings = {
+        "model": source.label, "parents": source.parents,
+        "max_accuracy_drop": request.max_accuracy_drop, "select_by": request.select_by,
+        "threads": request.threads, "repository_path": str(target.absolute()),
+    }  # fmt: skip
+    report = as_json(variants, baseline, selected, compressor.metric_name, settings)
+    if request.register:
+        registered = _register(request, source, variants, selected, stamped, compressor)
+        report["registered"] = registered
+        if registered:
+            typer.echo(f"registered {registered[-1]}")
         else:
-            original, baseline = compressor.from_torch(
-                loading.load_model(request.model, request.weights)
-            )
-        variants = _chain(request, compressor, original, baseline, prune_step, train, calibration)
-        compressor.evaluate(variants, baseline)
-        selected = select(variants, baseline, request.max_accuracy_drop, request.select_by)
-        print_table(variants, baseline, selected, compressor.metric_name)
-        model_name = request.name or _default_name(request.model)
-        target = layout.install(selected.path, request.out, model_name)
-        typer.echo(f"selected {selected.name}: written to {target}")
-        settings = {
-            "model": request.model, "max_accuracy_drop": request.max_accuracy_drop,
-            "select_by": request.select_by, "threads": request.threads,
-            "repository_path": str(target),
-        }  # fmt: skip
-        report = as_json(variants, baseline, selected, compressor.metric_name, settings)
-        if request.register:
-            report["registered"] = _register(request, variants, selected, compressor.metric_name)
-            typer.echo(f"registered {report['registered'][-1]}")
-        write_json(report, request.report)
-        typer.echo(f"report: {request.report}")
+            typer.echo(f"nothing registered: {selected.name} is {source.label} itself")
+    write_json(report, request.report)
+    typer.echo(f"report: {request.report}")
     return selected
+
+
+class _Stamper:
+    """Each variant's file with its lineage record, copied once into ``folder``: the
+    repository entry and the registry get the same bytes, and the input is never touched."""
+
+    def __init__(self, source: inputs.InputModel, folder: Path) -> None:
+        self.source = source
+        self.folder = folder
+        self.done: dict[str, Path] = {}
+
+    def recipe(self, variant: Variant) -> dict[str, Any]:
+        return {"source": self.source.label, "steps": variant.recipe}
+
+    def __call__(self, variant: Variant) -> Path:
+        if variant.name not in self.done:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            record = self.source.derived_record("compress", self.recipe(variant))
+            target = self.folder / f"{variant.name}.onnx"
+            self.done[variant.name] = lineage.stamp_file(variant.path, record, dest=target)
+        return self.done[variant.name]
 
 
 def _chain(
@@ -212,33 +252,37 @@ def _onnx_input_names(path: Path) -> list[str]:
 
 
 def _register(
-    request: CompressRequest, variants: list[Variant], selected: Variant, metric_name: str
+    request: CompressRequest,
+    source: inputs.InputModel,
+    variants: list[Variant],
+    selected: Variant,
+    stamped: _Stamper,
+    compressor: Compressor,
 ) -> list[str]:
-    """Register the chosen variant and its ancestors, oldest first, each the parent of the next."""
+    """Register the chosen variant and its ancestors, oldest first, each the parent of the
+    next; the first one's parent is the input version, when the input came from the
+    registry (then the input itself is not registered again)."""
     from aiaas.export.registering import register_file
 
     by_name = {variant.name: variant for variant in variants}
-    lineage = [selected]
-    while lineage[-1].parent is not None:
-        lineage.append(by_name[lineage[-1].parent])
+    lineage_chain = [selected]
+    while lineage_chain[-1].parent is not None:
+        lineage_chain.append(by_name[lineage_chain[-1].parent])
+    if source.version_uri is not None:
+        lineage_chain = [v for v in lineage_chain if v.path != source.onnx]
+    parents = [source.version_uri] if source.version_uri else []
     uris: list[str] = []
-    for variant in reversed(lineage):
+    for variant in reversed(lineage_chain):
         metrics = {
-            metric_name: float(variant.metric or 0.0),
+            compressor.metric_name: float(variant.metric or 0.0),
             "size_bytes": float(variant.size_bytes),
         }
         metrics |= {f"latency_p50_ms_b{k}": v for k, v in variant.latency_ms.items()}
         tags = {"variant": variant.name, **({"selected": "true"} if variant is selected else {})}
-        recipe = {"source": request.model, "steps": variant.recipe}
         uri = register_file(
-            variant.path, request.register or "", request.registry,
-            parents=uris[-1:], recipe=recipe, metrics=metrics, tags=tags,
+            stamped(variant), request.register or "", request.registry,
+            parents=(parents + uris)[-1:], recipe=stamped.recipe(variant), metrics=metrics,
+            tags=tags,
         )  # fmt: skip
         uris.append(uri)
     return uris
-
-
-def _default_name(model_spec: str) -> str:
-    if model_spec.endswith((".pt2", ".onnx")):
-        return Path(model_spec).stem
-    return model_spec.rpartition(":")[2].rpartition(".")[2]

@@ -20,6 +20,7 @@ from aiaas.errors import InvalidArgument
 from aiaas.export import convert, optimize, parity
 from aiaas.export import repository as layout
 from aiaas.export.errors import ExportFailed, ParityError
+from aiaas.lineage import stamp_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ def export_onnx(
     optimization: str = "extended",
     batch_sizes: Sequence[int] = parity.DEFAULT_BATCH_SIZES,
     unoptimized_copy: Path | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Export ``model`` to ``path`` with a dynamic batch axis on every input, check parity.
 
@@ -61,7 +63,8 @@ def export_onnx(
     ``ParityError`` when outputs differ beyond ``atol + rtol * |torch|`` and
     ``UnsupportedOperator`` naming the operator and its module. ``unoptimized_copy``
     also keeps the plain export, which quantization wants (it cannot read fused
-    ONNX Runtime operators).
+    ONNX Runtime operators). ``lineage`` is the record (`aiaas.lineage`) the written
+    file carries: set on the file that passed parity, so the final file has it.
     """
     path = Path(path)
     if not example_inputs:
@@ -101,7 +104,10 @@ def export_onnx(
         else:
             optimization = "none"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(chosen.read_bytes())
+        if lineage is None:
+            path.write_bytes(chosen.read_bytes())
+        else:
+            stamp_file(chosen, lineage, dest=path)
         if unoptimized_copy is not None:
             Path(unoptimized_copy).write_bytes(raw.read_bytes())
     return ExportReport(

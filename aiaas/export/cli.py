@@ -11,12 +11,15 @@ cannot be reached.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import click
 import typer
 from typer.core import TyperGroup
+
+from aiaas.export import inputs
 
 if TYPE_CHECKING:
     from aiaas.export.api import ExportReport
@@ -31,7 +34,10 @@ RegistryOption = Annotated[
 ]
 VersionFolder = Annotated[Path, typer.Option("--out", help="REPO/NAME/VERSION folder to create.")]
 
-_MODEL_HELP = "module.path:factory (returns an nn.Module) or a torch.export .pt2 program file"
+_MODEL_HELP = (
+    "module.path:factory (returns an nn.Module), a torch.export .pt2 program file, or an ONNX "
+    "model: a models:/NAME/VERSION URI or an .onnx file"
+)
 
 
 class DefaultToModelGroup(TyperGroup):
@@ -85,22 +91,56 @@ def export(
     register: RegisterName = None,
     registry: RegistryOption = None,
 ) -> None:
-    """Export a PyTorch model to ONNX, check parity with PyTorch, write a repository entry."""
+    """Export a PyTorch model to ONNX, check parity with PyTorch, write a repository entry;
+    a models:/ URI or an .onnx file is written into the repository as it is."""
     from aiaas.errors import AiaasError
     from aiaas.exit_codes import fail_with
 
     try:
-        report = _run(
-            model, out, weights, example_shape or [], example_npz, dynamic_axis or [],
-            output_name or [], name, version, max_batch_size, optimization, atol, rtol,
-        )  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="aiaas-export-") as workdir:
+            source = inputs.open_input(model, Path(workdir), weights=weights, registry=registry)
+            recipe = {"export": {"model": source.label, "optimization": optimization}}
+            record = source.derived_record("export", recipe)
+            if source.onnx is not None:
+                staged = Path(workdir) / "stamped" / "model.onnx"
+                report = _install(source, staged, out, name, version, max_batch_size, record)
+            else:
+                report = _run(
+                    model, out, weights, example_shape or [], example_npz, dynamic_axis or [],
+                    output_name or [], name or source.name, version, max_batch_size,
+                    optimization, atol, rtol, record,
+                )  # fmt: skip
         if register:
             from aiaas.export.registering import register_export
 
-            uri = register_export(report, register, registry, recipe={"export": {"model": model}})
+            parents = [source.version_uri] if source.version_uri else []
+            uri = register_export(report, register, registry, recipe=recipe, parents=parents)
             typer.echo(f"registered {uri}")
     except AiaasError as error:  # a bad input, a failed export or registry write
         raise fail_with(error) from None
+
+
+def _install(
+    source: inputs.InputModel,
+    staged: Path,
+    out: Path,
+    name: str | None,
+    version: int | None,
+    max_batch_size: int,
+    record: dict[str, Any],
+) -> ExportReport:
+    """An ONNX model (a registry version, a file) into the repository with its graph
+    unchanged and its lineage record: what a bare server needs to say where it came from."""
+    from aiaas.export import repository as layout
+    from aiaas.export.api import ExportReport
+    from aiaas.lineage import stamp_file
+
+    assert source.onnx is not None
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    stamp_file(source.onnx, record, dest=staged)
+    target = layout.install(staged, out, name or source.name, version, max_batch_size)
+    typer.echo(f"exported {source.label} to {target} (the ONNX graph unchanged)")
+    return ExportReport(path=target, max_abs_error=0.0, max_rel_error=0.0, batch_sizes=())
 
 
 def _run(
@@ -111,12 +151,13 @@ def _run(
     example_npz: Path | None,
     dynamic_axis: list[str],
     output_names: list[str],
-    name: str | None,
+    name: str,
     version: int | None,
     max_batch_size: int,
     optimization: str,
     atol: float,
     rtol: float,
+    record: dict[str, Any],
 ) -> ExportReport:
     from aiaas.errors import InvalidArgument
     from aiaas.export import examples, loading
@@ -129,10 +170,10 @@ def _run(
     module = loading.load_model(model_spec, weights)
     inputs = examples.from_npz(example_npz) if example_npz else examples.from_shapes(example_shape)
     report = export_to_repository(
-        module, inputs, out, name or _default_name(model_spec), version,
+        module, inputs, out, name, version,
         max_batch_size=max_batch_size, output_names=output_names or None,
         dynamic_axes=examples.parse_dynamic_axes(dynamic_axis),
-        atol=atol, rtol=rtol, optimization=optimization,
+        atol=atol, rtol=rtol, optimization=optimization, lineage=record,
     )  # fmt: skip
     lengths = f" and at {', '.join(report.other_lengths)}" if report.other_lengths else ""
     typer.echo(
@@ -143,12 +184,6 @@ def _run(
     for note in report.notes:
         typer.echo(f"note: {note}")
     return report
-
-
-def _default_name(model_spec: str) -> str:
-    if model_spec.endswith(".pt2"):
-        return Path(model_spec).stem
-    return model_spec.rpartition(":")[2].rpartition(".")[2]
 
 
 @export_app.command("llm")

@@ -19,6 +19,7 @@ from typing import Any
 
 import onnx
 
+from aiaas import lineage
 from aiaas.errors import InvalidArgument
 from aiaas.export import repository as layout
 from aiaas.export.gguf_reader import LlamaGGUF, read_llama_gguf
@@ -147,15 +148,19 @@ def _opset() -> int:
 def write_lineage(
     model_file: Path, source: LlamaGGUF, recipe: dict[str, Any], variant: str
 ) -> None:
-    """Source hash, recipe and variant into metadata_props, so a copy of the file still
-    says where it came from."""
+    """Source hash, recipe, variant and the lineage record (`aiaas.lineage`: the GGUF file
+    by absolute path and sha256 is the parent) into metadata_props, so a copy of the file
+    still says where it came from."""
     model = onnx.load(str(model_file))
+    gguf = {"path": str(Path(source.path).absolute()), "sha256": source.sha256}
+    record = lineage.make_record("convert", recipe=recipe, parents=[gguf])
     props = {
         "aiaas.source.gguf_file": source.path.name,
         "aiaas.source.sha256": source.sha256,
         "aiaas.recipe": json.dumps(recipe, sort_keys=True),
         "aiaas.variant": variant,
         "aiaas.task": "text-generation",
+        lineage.LINEAGE_KEY: lineage.encode(record),
     }
     onnx.helper.set_model_props(model, props)
     onnx.save_model(model, str(model_file))

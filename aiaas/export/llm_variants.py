@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from aiaas import lineage
 from aiaas.errors import InvalidArgument
 from aiaas.export.llm import GENERATION_FILENAME, parse_target, write_config
 from aiaas.export.repository import MODEL_FILENAME
@@ -36,8 +37,14 @@ INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
 
 
-def quantize_version(source: Path, out: Path, variant: str) -> Path:
-    """Write the ``variant`` of the version folder ``source`` as the version folder ``out``."""
+def quantize_version(
+    source: Path, out: Path, variant: str, *, parent: Mapping[str, str] | None = None
+) -> Path:
+    """Write the ``variant`` of the version folder ``source`` as the version folder ``out``.
+
+    Its lineage record inherits the source's and names ``parent`` (the registry version
+    the folder was downloaded from), else the source's model.onnx by path and sha256.
+    """
     if variant not in VARIANTS:
         raise InvalidArgument(f"variant '{variant}': use {' or '.join(VARIANTS)}")
     source = Path(source)
@@ -53,7 +60,8 @@ def quantize_version(source: Path, out: Path, variant: str) -> Path:
         for item in source.iterdir():
             if item.is_file() and item.name != MODEL_FILENAME and not item.name.startswith("."):
                 shutil.copyfile(item, staging / item.name)
-        recipe = _quantize(source / MODEL_FILENAME, staging / MODEL_FILENAME, variant)
+        parent = parent or lineage.file_parent(source / MODEL_FILENAME)
+        recipe = _quantize(source / MODEL_FILENAME, staging / MODEL_FILENAME, variant, parent)
         _record_variant(staging, recipe)
         staging.rename(target)
     finally:
@@ -62,7 +70,9 @@ def quantize_version(source: Path, out: Path, variant: str) -> Path:
     return target
 
 
-def _quantize(source: Path, destination: Path, variant: str) -> dict[str, Any]:
+def _quantize(
+    source: Path, destination: Path, variant: str, parent: Mapping[str, str]
+) -> dict[str, Any]:
     model = onnx.load(str(source))
     props = {prop.key: prop.value for prop in model.metadata_props}
     fold_constant_transposes(model)
@@ -76,7 +86,14 @@ def _quantize(source: Path, destination: Path, variant: str) -> dict[str, Any]:
     quantized = onnx.load(str(destination))
     source_recipe = json.loads(props.get("aiaas.recipe", "{}"))
     recipe = {**source_recipe, "variant": variant, "quantization": recipe}
-    props.update({"aiaas.variant": variant, "aiaas.recipe": json.dumps(recipe, sort_keys=True)})
+    record = lineage.derive(lineage.from_metadata(props), "compress", parent=parent, recipe=recipe)
+    props.update(
+        {
+            "aiaas.variant": variant,
+            "aiaas.recipe": json.dumps(recipe, sort_keys=True),
+            lineage.LINEAGE_KEY: lineage.encode(record),
+        }
+    )
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, props)
     onnx.save_model(quantized, str(destination))

@@ -38,8 +38,20 @@ def register_file(
 
 
 def register_export(
-    report: ExportReport, name: str, registry_uri: str | None, recipe: Mapping[str, Any]
+    report: ExportReport,
+    name: str,
+    registry_uri: str | None,
+    recipe: Mapping[str, Any],
+    parents: Sequence[str] = (),
 ) -> str:
-    metrics = {"max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error}
+    """Register an export; one of a registry version (``parents``) is its child. An ONNX
+    model installed as it is has no parity numbers to record."""
+    metrics = (
+        {"max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error}
+        if report.batch_sizes
+        else {}
+    )
     full_recipe = {**recipe, "optimization": report.optimization}
-    return register_file(report.path, name, registry_uri, recipe=full_recipe, metrics=metrics)
+    return register_file(
+        report.path, name, registry_uri, parents=parents, recipe=full_recipe, metrics=metrics
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
 from flwr.clientapp.typing import ClientAppCallable
@@ -37,6 +37,8 @@ class ClientSetup:
     job: JobConfig
     dataset: Dataset[Any]
     partition_id: int
+    #: The fingerprint of `dataset` (computed from it when not given).
+    data_fingerprint: str | None = None
 
 
 SetupFn = Callable[[Context], ClientSetup]
@@ -76,7 +78,15 @@ def build_client_app(setup: SetupFn) -> ClientApp:
             }
         )
         arrays = ArrayRecord.from_torch_state_dict(result.state_dict)
-        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+        data = ConfigRecord(
+            {
+                "dataset_fingerprint": client.data_fingerprint
+                or task.data_fingerprint(client.dataset),
+                "examples": result.num_examples,
+            }
+        )
+        content = {"arrays": arrays, "metrics": metrics, task.CLIENT_DATA_RECORD: data}
+        return Message(RecordDict(content), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

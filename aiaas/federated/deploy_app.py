@@ -80,7 +80,11 @@ def run_from_settings(grid: Grid, context: Context, raw: dict[str, Any]) -> dict
     for line in run.read_rounds():
         samples |= line.get("samples_per_client", {})
     counts = [samples[key] for key in sorted(samples, key=int)]
-    lineage = lineage_of(fjob, raw["clients"], raw["partition"], counts, outcome)
+    # Each client trained on its own file: the record lists what they reported, and the
+    # server's --partition flag is kept only as what the operator declared.
+    lineage = lineage_of(fjob, raw["clients"], "client files", counts, outcome, run.read_rounds())
+    if raw["partition"] != "unknown":
+        lineage["partition_declared"] = raw["partition"]
     published = finish(fjob, run, outcome, lineage)
     state = "finished" if outcome.finished else "stopped"
     return {"state": state, "last_round": outcome.last_round, "published": published}
@@ -105,7 +109,15 @@ def _setup(context: Context) -> ClientSetup:
         job=job,
         dataset=_dataset(data_path),
         partition_id=int(context.node_config["partition-id"]),
+        data_fingerprint=_fingerprint(data_path),
     )
+
+
+@cache
+def _fingerprint(path: str) -> str:
+    from aiaas.federated.task import data_fingerprint
+
+    return data_fingerprint(_dataset(path), path)
 
 
 client_app: ClientApp = build_client_app(_setup)

@@ -5,7 +5,8 @@ is the one `aiaas train` would use (`export.registry_uri` in the SPEC, the
 `--registry-uri` flag or AIAAS_REGISTRY_URI). The lineage says how the model was
 federated: strategy and its settings, rounds, clients, samples per client
 (counts only: nothing about a client's data leaves it but its size), partition
-scheme and the final metrics; rounds.jsonl goes along as an artifact.
+scheme and the final metrics, and each client's data as the client reported it (its
+fingerprint and size: a hash, never the data); rounds.jsonl goes along as an artifact.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import torch
 from aiaas.federated import task
 from aiaas.federated.config import FederatedJob
 from aiaas.federated.rundir import FederatedRunDir
+from aiaas.lineage import make_record
 from aiaas.train.data import fetch, load_dataset
-from aiaas.train.publish import export_model, registry_uri
+from aiaas.train.publish import export_model, registry_uri, run_recipe
 
 if TYPE_CHECKING:
     from aiaas.registry.records import ModelVersion
@@ -44,7 +46,16 @@ def publish(
     if not source:
         source, kwargs = job.data.dataset, job.data.kwargs
     example_input = fetch(load_dataset(source, kwargs, fjob.base), [0])[0]
-    onnx_path, name, outcome = export_model(job, model, example_input, run.model_repository)
+    info = json.loads((run.root / "run.json").read_text())
+    record = make_record(
+        "federated",
+        run_id=info["run_id"],
+        dataset_fingerprint=lineage.get("dataset_fingerprint"),
+        recipe=run_recipe(job, run),
+    )
+    onnx_path, name, outcome = export_model(
+        job, model, example_input, run.model_repository, lineage=record
+    )
     uri = registry_uri(job)
     if uri:
         version = register(fjob, run, onnx_path, name, uri, metrics, lineage)
@@ -66,7 +77,6 @@ def register(
     from aiaas.registry.api import Registry
 
     info = json.loads((run.root / "run.json").read_text())
-    spec_path = run.root / "spec.toml"
     with tempfile.TemporaryDirectory(prefix="aiaas-federated-") as staging_dir:
         staging = Path(staging_dir)
         shutil.copyfile(onnx_path, staging / "model.onnx")
@@ -85,10 +95,8 @@ def register(
                     "dataset": fjob.job.data.dataset,
                     "seed": fjob.job.training.seed,
                     "torch": torch.__version__,
+                    "run_dir": str(run.root.absolute()),
                 },
-                recipe={
-                    "spec": spec_path.read_text() if spec_path.is_file() else None,
-                    "config": fjob.job.to_dict(),
-                },
+                recipe=run_recipe(fjob.job, run),
             )
     return version

@@ -140,6 +140,11 @@ def _train_round(
         },
         "update_norms": norms,
         "failed": failed,
+        "client_data": {
+            str(_partition(reply)): dict(reply.content.config_records[task.CLIENT_DATA_RECORD])
+            for reply in valid
+            if task.CLIENT_DATA_RECORD in reply.content.config_records
+        },
     }
     if metrics is not None:
         line |= {key: float(value) for key, value in metrics.items()}

@@ -8,12 +8,13 @@ the ClientApp and ServerApp from the SPEC, run Flower's Simulation Runtime.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from aiaas.federated import task
 from aiaas.federated.config import FederatedJob
 from aiaas.federated.partition import PartitionScheme, partition_indices
 from aiaas.federated.rounds import ServerOutcome, ServerSettings, run_server
@@ -75,7 +76,6 @@ def simulate_job(
     **options: Any,
 ) -> SimulationResult:
     """Partition the SPEC's dataset, then `simulate_partitions` (options are its keywords)."""
-    from aiaas.federated import task
     from aiaas.train.data import load_dataset
 
     job = fjob.job
@@ -110,9 +110,19 @@ def simulate_partitions(
     clients = len(subsets)
     run = start_run(fjob, mode="simulation", clients=clients, partition=partition, resume=resume)
 
+    fingerprints: dict[int, str] = {}
+
     def setup(context: Any) -> ClientSetup:
         partition_id = int(context.node_config["partition-id"])
-        return ClientSetup(job=fjob.job, dataset=subsets[partition_id], partition_id=partition_id)
+        subset = subsets[partition_id]
+        if partition_id not in fingerprints:
+            fingerprints[partition_id] = task.data_fingerprint(subset)
+        return ClientSetup(
+            job=fjob.job,
+            dataset=subset,
+            partition_id=partition_id,
+            data_fingerprint=fingerprints[partition_id],
+        )
 
     settings = ServerSettings(
         federated_job=fjob,
@@ -141,7 +151,8 @@ def simulate_partitions(
     simulate(server_app, client_app, clients, workers=workers)
     outcome = holder["outcome"]
     sizes = [len(subset) for subset in subsets]
-    published = finish(fjob, run, outcome, lineage_of(fjob, clients, partition, sizes, outcome))
+    lineage = lineage_of(fjob, clients, partition, sizes, outcome, run.read_rounds())
+    published = finish(fjob, run, outcome, lineage)
     return SimulationResult(outcome, published, np.zeros(0), [], run)
 
 
@@ -151,7 +162,11 @@ def lineage_of(
     partition: str,
     samples_per_client: list[int],
     outcome: ServerOutcome,
+    rounds: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
+    """What the federation did, for the registry's params: each client's data as the
+    client reported it (fingerprint, examples) and one fingerprint of all of them."""
+    reported = task.client_data(rounds)
     return {
         "mode": "federated",
         "strategy": fjob.federated.strategy,
@@ -159,5 +174,9 @@ def lineage_of(
         "clients": clients,
         "samples_per_client": samples_per_client,
         "partition": partition,
+        "client_data": reported,
+        "dataset_fingerprint": task.combined_fingerprint(
+            item["dataset_fingerprint"] for item in reported if "dataset_fingerprint" in item
+        ),
         "final_metrics": outcome.metrics,
     }

@@ -9,8 +9,11 @@ round, client), which makes a run repeatable and a resumed run identical.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,12 +23,14 @@ from torch.utils.data import Dataset, TensorDataset
 
 from aiaas.train.components import LossFn, build_loss, build_model, build_optimizer
 from aiaas.train.config import JobConfig
-from aiaas.train.data import fetch
+from aiaas.train.data import fetch, fingerprint
 
 StateDict = OrderedDict[str, torch.Tensor]
 # Server-side random streams, kept apart from the clients' (stream = partition id).
 SAMPLING_STREAM = 2**31 - 1
 NOISE_STREAM = 2**31 - 2
+#: The ConfigRecord of a client's train reply that says what it trained on.
+CLIENT_DATA_RECORD = "client-data"
 
 
 @dataclass
@@ -135,3 +140,27 @@ def subset(dataset: Dataset[Any], indices: np.ndarray) -> TensorDataset:
     """A client's share of the dataset as a TensorDataset (fast batched fetches)."""
     inputs, targets = fetch(dataset, indices.tolist())
     return TensorDataset(inputs, targets)
+
+
+def data_fingerprint(dataset: Dataset[Any], source: str = "") -> str:
+    """What a client trained on, as `aiaas train` fingerprints its data: the .npz file's
+    hash when it has one, else a hash of the arrays. Only the hash leaves the client."""
+    return fingerprint(dataset, source, Path("/"))
+
+
+def combined_fingerprint(fingerprints: Iterable[str]) -> str | None:
+    """One fingerprint for the federation's data: of the clients' fingerprints, sorted, so
+    the same clients with the same files give the same string in any order."""
+    parts = sorted(fingerprints)
+    if not parts:
+        return None
+    return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def client_data(rounds: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each client's latest report of its data (fingerprint, examples) over the rounds."""
+    latest: dict[int, dict[str, Any]] = {}
+    for line in rounds:
+        for client, data in (line.get("client_data") or {}).items():
+            latest[int(client)] = {"client": int(client), **data}
+    return [latest[client] for client in sorted(latest)]

@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from aiaas.errors import InvalidArgument, Unavailable
+from aiaas import lineage
+from aiaas.errors import AiaasError, InvalidArgument, Unavailable
 from aiaas.registry import files as artifact_files
 from aiaas.registry import migrate
 from aiaas.registry.artifacts import ArtifactStore
@@ -35,7 +36,7 @@ from aiaas.registry.records import (
     RegisteredModel,
 )
 from aiaas.registry.schema import DEVICE_ID_MAX
-from aiaas.registry.signature import read_signature
+from aiaas.registry.signature import read_model_facts
 from aiaas.registry.sql_store import SqlStore
 from aiaas.registry.store import AbstractStore
 from aiaas.registry.uri import ModelUri, check_alias, check_name, parse_uri, parse_version_uri
@@ -123,17 +124,28 @@ class Registry:
         recipe: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Store PATH (an ONNX file, or a folder with one and its sidecar files) as the
-        model's next version; the model is created on its first version."""
+        model's next version; the model is created on its first version.
+
+        A file carrying a lineage record (`aiaas.lineage`) fills what the caller left out:
+        the run id, the parents this registry knows (same URI and sha256), and params get
+        the dataset fingerprint and the whole record, so a copied file keeps its thread.
+        """
         check_name(name)
+        local_files = artifact_files.collect(Path(path))
+        signature, props = read_model_facts(local_files[artifact_files.MODEL_FILENAME])
+        record = lineage.from_metadata(props)
+        parent_uris = list(parents)
+        if record is not None:
+            run_id = run_id if run_id is not None else _record_run_id(record)
+            params = _params_with_record(params, record)
+            parent_uris = parent_uris or self._known_parents(record)
         if run_id is not None and not 0 < len(run_id) <= RUN_ID_MAX:
             raise InvalidArgument(f"run id must be 1-{RUN_ID_MAX} characters")
         checked_tags = _tags(tags)
         checked_metrics = dict(check_metric(k, v) for k, v in (metrics or {}).items())
         checked_params = None if params is None else check_json_object(dict(params), "params")
         checked_recipe = None if recipe is None else check_json_object(dict(recipe), "recipe")
-        local_files = artifact_files.collect(Path(path))
-        signature = read_signature(local_files[artifact_files.MODEL_FILENAME])
-        parent_refs = tuple(self.resolve(uri).ref for uri in parents)
+        parent_refs = tuple(self.resolve(uri).ref for uri in parent_uris)
         stored = self._store_files(local_files)
         pause_point("artifact-stored")
         new = NewVersion(
@@ -150,6 +162,21 @@ class Registry:
             recipe=checked_recipe,
         )
         return self.store.create_version(name, new)
+
+    def _known_parents(self, record: Mapping[str, Any]) -> list[str]:
+        """The record's parent URIs that name, in this registry, a version with the same
+        content: a file registered in another registry must not link to a stranger."""
+        found = []
+        for parent in record.get("parents") or []:
+            if not isinstance(parent, dict) or not isinstance(parent.get("uri"), str):
+                continue
+            try:
+                version = self.resolve(parent["uri"])
+            except AiaasError:  # unknown here, or not a models:/ URI
+                continue
+            if parent.get("sha256") in (None, version.sha256):
+                found.append(version.uri)
+        return found
 
     def _store_files(self, local_files: Mapping[str, Path]) -> list[ArtifactFile]:
         stored = []
@@ -257,6 +284,22 @@ def check_device_id(device_id: str) -> str:
             f"device id {device_id!r}: use 1-{DEVICE_ID_MAX} letters, digits, '.', '_' or '-'"
         )
     return device_id
+
+
+def _record_run_id(record: Mapping[str, Any]) -> str | None:
+    run_id = record.get("run_id")
+    return run_id if isinstance(run_id, str) and 0 < len(run_id) <= RUN_ID_MAX else None
+
+
+def _params_with_record(
+    params: Mapping[str, Any] | None, record: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The caller's params (their values win), plus the data fingerprint and the record."""
+    filled = dict(params or {})
+    if record.get("dataset_fingerprint") is not None:
+        filled.setdefault("dataset_fingerprint", record["dataset_fingerprint"])
+    filled.setdefault("lineage", dict(record))
+    return filled
 
 
 def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:

@@ -16,10 +16,21 @@ from aiaas.tensors import TensorSpec
 
 def read_signature(path: Path) -> Signature:
     """The graph's inputs (less initializers) and outputs; weights are not loaded."""
+    return read_model_facts(path)[0]
+
+
+def read_model_facts(path: Path) -> tuple[Signature, dict[str, str]]:
+    """The signature and the metadata_props (where a lineage record lives), from one read
+    of the graph: a language model's graph is worth parsing once."""
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # onnx raises DecodeError, ValueError... for a bad file
         raise InvalidArgument(f"{path.name} is not a readable ONNX model: {error}") from None
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    return _signature(model, path), props
+
+
+def _signature(model: onnx.ModelProto, path: Path) -> Signature:
     graph = model.graph
     initializers = {item.name for item in graph.initializer}
     inputs = tuple(_spec(value) for value in graph.input if value.name not in initializers)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from aiaas import lineage
 from aiaas.errors import AiaasError, InvalidArgument, NotFound
 from aiaas.registry.api import Registry
 from aiaas.registry.artifacts import file_sha256
@@ -59,6 +60,8 @@ class RegistrySource:
         self._current: dict[str, ModelVersion] = {}
         #: Every version resolved so far, for the metadata of the one being loaded.
         self._resolved: dict[tuple[str, int], ModelVersion] = {}
+        #: Their lineage records, built off the server's event loop (parents are queries).
+        self._lineage: dict[tuple[str, int], dict[str, Any]] = {}
         self._problems: dict[str, str] = {}
         self._verified: set[tuple[str, int, str]] = set()
         self._lock = threading.Lock()
@@ -99,6 +102,12 @@ class RegistrySource:
             "sha256": record.sha256,
         }
 
+    def lineage(self, name: str, version: int) -> dict[str, Any] | None:
+        """A served version's lineage as the registry records it: its run, the dataset
+        fingerprint of its params, its recipe's digest, its parents with their sha256
+        (over the record the writer stored in ``params["lineage"]``, if any)."""
+        return self._lineage.get((name, version))
+
     def metadata(self, name: str) -> dict[str, int | str]:
         """Which registry version a served model is, for the server's model metadata."""
         with self._lock:
@@ -121,6 +130,9 @@ class RegistrySource:
             version = self.registry.resolve(uri)
             # Known before its folder appears, so a server loading it then finds its metadata.
             self._resolved[(version.name, version.version)] = version
+            key = (version.name, version.version)
+            if key not in self._lineage:
+                self._lineage[key] = self._lineage_record(version)
             self._materialize(version)
         except (AiaasError, OSError) as error:
             kept = self._current.get(name)
@@ -131,6 +143,29 @@ class RegistrySource:
         self._current[name] = version
         self._problems.pop(name, None)
         self._remove_other_versions(name, version.version)
+
+    def _lineage_record(self, version: ModelVersion) -> dict[str, Any]:
+        params = version.params or {}
+        stored = params.get("lineage")
+        record = dict(stored) if isinstance(stored, dict) else {}
+        parents = [{"uri": ref.uri, "sha256": self._sha256_of(ref.uri)} for ref in version.parents]
+        known = {parent["uri"] for parent in parents}
+        kept = [p for p in record.get("parents") or [] if isinstance(p, dict)]
+        record["parents"] = parents + [p for p in kept if p.get("uri") not in known]
+        facts = {
+            "run_id": version.run_id,
+            "dataset_fingerprint": params.get("dataset_fingerprint"),
+            "recipe_digest": lineage.recipe_digest(version.recipe),
+        }
+        record.update({key: value for key, value in facts.items() if value is not None})
+        return record
+
+    def _sha256_of(self, uri: str) -> str | None:
+        """A parent's sha256; None once the parent version is deleted."""
+        try:
+            return self.registry.resolve(uri).sha256
+        except NotFound:
+            return None
 
     def _materialize(self, version: ModelVersion) -> None:
         folder = self.cache_dir / version.name / str(version.version)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aiaas import __version__, tensors
-from aiaas.errors import AiaasError, InvalidArgument
+from aiaas.errors import AiaasError, InvalidArgument, NotFound
 from aiaas.serve import classification, shared_memory, uploads
 from aiaas.serve import config as model_config
 from aiaas.serve.cuda_shared_memory import NoCudaSharedMemory
@@ -82,6 +82,17 @@ class DataPlane:
         if loaded.parameters:
             metadata["parameters"] = dict(loaded.parameters)
         return metadata
+
+    def model_lineage(self, name: str, version: str | None) -> dict[str, Any]:
+        """The full lineage record of a served version (the registry's, over its file's)."""
+        loaded = self.repository.get(name, version)
+        record = loaded.provenance.record
+        if record is None:
+            raise NotFound(
+                f"model '{name}' version {loaded.version} has no lineage record: its file "
+                "carries no aiaas.lineage metadata and it is not served from a registry"
+            )
+        return record
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
         """The complete configuration in use (after completion), in Triton's JSON form."""
@@ -168,6 +179,7 @@ class DataPlane:
                 model_version=str(loaded.version),
                 id=request.id,
                 outputs=[self._finish(loaded, request, n, arrays[n], classes) for n in names],
+                provenance=loaded.provenance.header,
             )
             ok = True
             return response

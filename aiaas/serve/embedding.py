@@ -30,6 +30,8 @@ class Embeddings:
     vectors: np.ndarray  # float32 [texts, dimensions]
     prompt_tokens: int
     model_version: str
+    #: The provenance of the version that computed the vectors.
+    provenance: str
 
 
 def task_of(loaded: ModelVersion) -> str:
@@ -67,7 +69,9 @@ class Embedder:
             )
             response = await self.dataplane.infer(name, str(loaded.version), request)
             vectors.append(np.asarray(response.outputs[0].data, dtype=np.float32))
-        return Embeddings(np.concatenate(vectors), tokens, str(loaded.version))
+        return Embeddings(
+            np.concatenate(vectors), tokens, str(loaded.version), loaded.provenance.header
+        )
 
     def _tokenizer(self, loaded: ModelVersion) -> Tokenizer:
         key = (loaded.name, loaded.version, loaded.fingerprint)

@@ -12,9 +12,12 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from aiaas import lineage
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve import config as model_config
+from aiaas.serve import provenance
 from aiaas.serve.llm.model import LLMModel, is_language_model, load_language_model
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
@@ -34,6 +37,9 @@ class Prepared:
     labels: dict[str, list[str]] = field(default_factory=dict)
     #: A text-generation model's tokenizer and settings beside its runtime.
     llm: LLMModel | None = None
+    #: The model file's sha256 and the lineage record in its metadata, read once here.
+    file_sha256: str = ""
+    file_lineage: dict[str, Any] | None = None
 
 
 def chosen_versions(config: pb.ModelConfig, folder: ModelFolder) -> list[int]:
@@ -131,13 +137,15 @@ def _prepare_version(
         llm = None
         if is_language_model(serving.parameters, folder.versions[version]):
             llm = load_language_model(folder.versions[version], runtime, serving.parameters)
+        sha256 = provenance.file_sha256(model_path)
     except InvalidArgument as error:
         runtime.close()
         raise InvalidArgument(f"version {version}: {error}") from None
     except Exception:
         runtime.close()
         raise
-    return Prepared(version, fingerprint, completed, serving, runtime, labels, llm)
+    record = lineage.from_metadata(runtime.custom_metadata)
+    return Prepared(version, fingerprint, completed, serving, runtime, labels, llm, sha256, record)
 
 
 def _read_labels(folder: ModelFolder, serving: ServingConfig) -> dict[str, list[str]]:

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
-from aiaas.serve import loading
+from aiaas.serve import loading, provenance
 from aiaas.serve.batching import Batcher
 from aiaas.serve.llm.engine import LLMEngine
 from aiaas.serve.llm.metrics import EngineMetrics
 from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
+from aiaas.serve.provenance import Provenance
 from aiaas.serve.runtimes.onnx import OnnxModel
 from aiaas.serve.serving_config import ServingConfig
 from aiaas.serve.settings import ControlMode as ControlMode  # re-exported for its users
@@ -56,6 +57,8 @@ class ModelVersion:
     stats: ModelStats
     labels: dict[str, list[str]]
     fingerprint: str
+    #: Where this version came from; its answers are labelled with it.
+    provenance: Provenance
     parameters: dict[str, Any] = field(default_factory=dict)
     #: The generation engine of a text-generation model (V2 infer does not serve these).
     engine: LLMEngine | None = None
@@ -107,10 +110,16 @@ class ModelRepository:
     def llm_engine(self, name: str, version: str | None = None) -> LLMEngine:
         """The engine a generation request addresses; taken once per request, so a swap
         sends new requests to the new version while running ones finish on the old."""
+        engine = self.llm_version(name, version).engine
+        assert engine is not None
+        return engine
+
+    def llm_version(self, name: str, version: str | None = None) -> ModelVersion:
+        """The text-generation version a request addresses (its engine and provenance)."""
         loaded = self.get(name, version)
         if loaded.engine is None:
             raise InvalidArgument(f"model '{name}' is not a text-generation model")
-        return loaded.engine
+        return loaded
 
     def llm_model_names(self) -> list[str]:
         """Models whose newest loaded version generates text."""
@@ -299,6 +308,15 @@ class ModelRepository:
                 model_version=str(item.version),
                 metrics=self._llm_metrics.setdefault((name, item.version), EngineMetrics()),
             )
+        source_parameters = self._source_parameters(name, item.version)
+        origin = provenance.of_version(
+            name,
+            item.version,
+            file_sha256=item.file_sha256,
+            file_record=item.file_lineage,
+            source_parameters=source_parameters,
+            source_record=self._source_lineage(name, item.version),
+        )
         return ModelVersion(
             name=name,
             version=item.version,
@@ -309,7 +327,8 @@ class ModelRepository:
             stats=stats,
             labels=item.labels,
             fingerprint=item.fingerprint,
-            parameters={**self._source_parameters(name, item.version), **parameters},
+            provenance=origin,
+            parameters={**source_parameters, **origin.metadata_parameters(), **parameters},
             engine=engine,
         )
 
@@ -318,6 +337,13 @@ class ModelRepository:
         for source in self.sources:
             merged.update(source.parameters(name, version))
         return merged
+
+    def _source_lineage(self, name: str, version: int) -> dict[str, Any] | None:
+        for source in self.sources:
+            record = source.lineage(name, version)
+            if record is not None:
+                return record
+        return None
 
     def _retire(self, version: ModelVersion, drain_timeout_s: float | None = None) -> None:
         """Drain an old version in the background, then free its sessions; its running

@@ -58,17 +58,28 @@ class Server:
             all_sources.append(self.registry.source)
         self.repository = ModelRepository(all_sources, settings.model_control_mode)
         self.dataplane = DataPlane(self.repository, strict_readiness=settings.strict_readiness)
-        self.rest = RestFrontEnd(self.dataplane, max_request_bytes=settings.max_request_bytes)
-        self.openai = OpenAIFrontEnd(
-            self.dataplane, read_body=self.rest.read_body, api_key=settings.api_key
+        provenance = settings.provenance_header
+        self.rest = RestFrontEnd(
+            self.dataplane,
+            max_request_bytes=settings.max_request_bytes,
+            provenance_header=provenance,
         )
-        self.generate = GenerateFrontEnd(self.repository, read_body=self.rest.read_body)
+        self.openai = OpenAIFrontEnd(
+            self.dataplane,
+            read_body=self.rest.read_body,
+            api_key=settings.api_key,
+            provenance_header=provenance,
+        )
+        self.generate = GenerateFrontEnd(
+            self.repository, read_body=self.rest.read_body, provenance_header=provenance
+        )
         self.grpc = (
             GrpcFrontEnd(
                 self.dataplane,
                 host=settings.host,
                 port=settings.grpc_port,
                 max_request_bytes=settings.max_request_bytes,
+                provenance_header=provenance,
             )
             if settings.grpc_port
             else None

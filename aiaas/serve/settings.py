@@ -92,6 +92,11 @@ class ServerSettings(BaseSettings):
     api_key: str | None = Field(
         None, description="Bearer key the OpenAI routes (/v1) require (none: open)."
     )
+    provenance_header: bool = Field(
+        False,
+        description="Every inference answer names the model version that computed it "
+        "(header / gRPC trailing metadata aiaas-model-version).",
+    )
 
     @field_validator("load_model", "model", mode="before")
     @classmethod

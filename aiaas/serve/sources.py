@@ -28,6 +28,11 @@ class ModelSource(Protocol):
         """Where a version folder came from, for the `parameters` of its model metadata."""
         ...
 
+    def lineage(self, name: str, version: int) -> dict[str, Any] | None:
+        """A version's lineage record as the source knows it (a registry: its run, data,
+        recipe and parents), over the file's own; None when it knows nothing more."""
+        ...
+
 
 @dataclass(frozen=True)
 class DirectorySource:
@@ -49,6 +54,9 @@ class DirectorySource:
 
     def parameters(self, name: str, version: int) -> dict[str, Any]:
         return {}
+
+    def lineage(self, name: str, version: int) -> dict[str, Any] | None:
+        return None
 
 
 @dataclass(frozen=True)

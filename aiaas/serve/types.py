@@ -52,3 +52,5 @@ class InferResponse:
     outputs: list[InferOutput]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: The answering version's provenance line (not sent unless --provenance-header).
+    provenance: str = ""

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from aiaas.lineage import make_record
 from aiaas.train.components import build_model
 from aiaas.train.config import JobConfig
 from aiaas.train.data import fetch, load_dataset
@@ -35,7 +37,16 @@ def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dic
     model.eval()
     dataset = load_dataset(job.data.dataset, job.data.kwargs, base)
     example_input = fetch(dataset, [0])[0]  # one real sample, with its batch axis
-    onnx_path, name, outcome = export_model(job, model, example_input, run.model_repository)
+    info = json.loads((run.root / "run.json").read_text())
+    record = make_record(
+        "train",
+        run_id=info["run_id"],
+        dataset_fingerprint=info.get("dataset_fingerprint"),
+        recipe=run_recipe(job, run),
+    )
+    onnx_path, name, outcome = export_model(
+        job, model, example_input, run.model_repository, lineage=record
+    )
     uri = registry_uri(job)
     if uri:
         version = register(job, run, result, onnx_path, name, uri)
@@ -46,23 +57,42 @@ def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dic
 
 
 def export_model(
-    job: JobConfig, model: torch.nn.Module, example_input: torch.Tensor, repository: Path
+    job: JobConfig,
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    repository: Path,
+    *,
+    lineage: Mapping[str, Any] | None = None,
 ) -> tuple[Path, str, dict[str, Any]]:
     """The export both `aiaas train` and `aiaas federated` end with: into the SPEC's
-    repository (or ``repository``) under the SPEC's name, parity checked; returns the
-    ONNX path, the model name and what to report."""
+    repository (or ``repository``) under the SPEC's name, parity checked, carrying the
+    ``lineage`` record; returns the ONNX path, the model name and what to report (paths
+    absolute, so the record means the same wherever it is read)."""
     from aiaas.export import export_to_repository
 
     if job.export.repository:
         repository = Path(job.export.repository)
+    repository = repository.absolute()
     name = job.export.name or job.name
-    report = export_to_repository(model, {job.export.input_name: example_input}, repository, name)
+    report = export_to_repository(
+        model, {job.export.input_name: example_input}, repository, name, lineage=lineage
+    )
     outcome: dict[str, Any] = {
         "onnx": str(report.path),
         "model_repository": str(repository),
         "parity_max_abs_error": report.max_abs_error,
     }
     return report.path, name, outcome
+
+
+def run_recipe(job: JobConfig, run: RunDir) -> dict[str, Any]:
+    """What made the run's weights: the SPEC as given and the resolved configuration. The
+    registry's recipe and the file's recipe digest are of this one dict."""
+    spec_path = run.root / "spec.toml"
+    return {
+        "spec": spec_path.read_text() if spec_path.is_file() else None,
+        "config": job.to_dict(),
+    }
 
 
 def registry_uri(job: JobConfig) -> str:
@@ -77,7 +107,6 @@ def register(
     from aiaas.registry.api import Registry
 
     info = json.loads((run.root / "run.json").read_text())
-    spec_path = run.root / "spec.toml"
     with Registry.open(uri=uri) as registry:
         version = registry.register(
             name,
@@ -94,10 +123,8 @@ def register(
                 "global_batch_size": job.training.global_batch_size,
                 "seed": job.training.seed,
                 "torch": torch.__version__,
+                "run_dir": str(run.root.absolute()),
             },
-            recipe={
-                "spec": spec_path.read_text() if spec_path.is_file() else None,
-                "config": job.to_dict(),
-            },
+            recipe=run_recipe(job, run),
         )
     return version

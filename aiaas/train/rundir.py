@@ -78,6 +78,7 @@ class RunDir:
             "run_id": f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
             "name": name,
             "created": time.time(),
+            "run_dir": str(self.root.absolute()),  # never relative to where it was started
         }
         write_json(info_path, info)
         return info

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from compression_fixtures import DIGITS_MLP, one_error_line, run_cli
 
+from aiaas import lineage
+
 
 def _compress(files, tmp_path, *steps: str):
     return run_cli(
@@ -65,6 +67,23 @@ def test_registered_lineage_follows_the_chain(chained):
         assert [p.version for p in versions[2].parents] == [1]
         assert versions[3].recipe["steps"][-1]["step"] == "quantize"
         assert "accuracy" in versions[3].metrics
+        assert versions[3].params is not None
+        assert versions[3].params["lineage"]["step"] == "compress"
+
+
+def test_every_written_file_names_the_weights_it_was_made_from(chained, digits_files):
+    tmp_path, _, _ = chained
+    record = lineage.read_file(tmp_path / "repository" / "digits" / "1" / "model.onnx")
+    assert record is not None
+    assert record["step"] == "compress"
+    weights = digits_files["mlp"]
+    assert record["parents"] == [
+        {"path": str(weights.absolute()), "sha256": lineage.file_sha256(weights)}
+    ]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert record["recipe_digest"] == lineage.recipe_digest(
+        {"source": DIGITS_MLP, "steps": report["variants"][3]["recipe"]}
+    )
 
 
 def test_the_guard_rejects_a_variant_that_breaks_the_budget(digits_files, tmp_path):
@@ -132,3 +151,10 @@ def test_quantizing_an_onnx_file_needs_no_pytorch_model(digits_files, tmp_path):
     assert result.returncode == 0, result.stderr
     names = [v["name"] for v in json.loads((tmp_path / "report.json").read_text())["variants"]]
     assert names == ["fp32", "fp32-ort", "int8-dynamic"]
+    source = tmp_path / "exported" / "digits" / "1" / "model.onnx"
+    written = lineage.read_file(tmp_path / "repository" / "model" / "1" / "model.onnx")
+    assert written is not None
+    assert written["parents"] == [
+        {"path": str(source.absolute()), "sha256": lineage.file_sha256(source)}
+    ]
+    assert lineage.read_file(source)["step"] == "export"  # the input is left as it was

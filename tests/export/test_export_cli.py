@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from compression_fixtures import DIGITS_MLP, ROOT, one_error_line, run_cli
 
+from aiaas import lineage
+
 
 @pytest.fixture(scope="module")
 def exported(digits_files, tmp_path_factory):
@@ -30,6 +32,18 @@ def test_cli_export_reports_parity_and_writes_the_repository(exported):
     assert "batch sizes 1, 3, 17" in result.stdout
     assert (repository / "digits" / "1" / "model.onnx").is_file()
     assert (repository / "digits" / "config.pbtxt").is_file()
+
+
+def test_the_exported_file_names_its_weights_by_absolute_path_and_hash(exported, digits_files):
+    repository, _ = exported
+    record = lineage.read_file(repository / "digits" / "1" / "model.onnx")
+    assert record is not None
+    assert record["step"] == "export"
+    weights = digits_files["mlp"]
+    assert record["parents"] == [
+        {"path": str(weights.absolute()), "sha256": lineage.file_sha256(weights)}
+    ]
+    assert record["run_id"] is None  # a state dict names no run
 
 
 def test_the_exported_repository_is_served_by_aiaas_serve(exported, digits_files, start_server):

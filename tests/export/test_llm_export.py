@@ -18,6 +18,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llm_fixtures import GGUF_NAME, ROOT, gguf_path, greedy_onnx, onnx_session
 from tokenizers import Tokenizer
 
+from aiaas import lineage
+
 pytestmark = pytest.mark.timeout(900)
 
 NEW_TOKENS = 20
@@ -161,6 +163,11 @@ def test_folder_is_a_text_generation_model_of_the_repository(
     assert props["aiaas.source.sha256"] == sha256
     assert props["aiaas.variant"] == "fp32"
     assert json.loads(props["aiaas.recipe"])["gguf_sha256"] == sha256
+    record = lineage.from_metadata(props)
+    assert record is not None
+    assert record["step"] == "convert"
+    assert record["parents"] == [{"path": str(gguf_path().absolute()), "sha256": sha256}]
+    assert record["recipe_digest"] == lineage.recipe_digest(json.loads(props["aiaas.recipe"]))
     inputs = {value.name: value for value in model.graph.input}
     assert list(inputs)[:3] == ["input_ids", "attention_mask", "position_ids"]
     assert len(inputs) == 3 + 2 * 30

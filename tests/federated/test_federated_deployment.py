@@ -6,6 +6,7 @@ file. Processes are ended by the PID this test started them with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -194,15 +195,32 @@ def test_a_deployed_federation_resumes_survives_a_killed_client_registers_and_se
     assert version.params is not None
     assert {
         key: version.params[key]
-        for key in ("clients", "partition", "strategy", "rounds", "samples_per_client")
+        for key in (
+            "clients",
+            "partition",
+            "partition_declared",
+            "strategy",
+            "rounds",
+            "samples_per_client",
+        )
     } == {
         "clients": 3,
-        "partition": "iid",
+        "partition": "client files",  # each client trained on its own file
+        "partition_declared": "iid",
         "strategy": "fedavg",
         "rounds": 2,
         "samples_per_client": [479, 479, 479],
     }
     assert version.params["federated"]["min_fit_clients"] == 2
+    # Each client's file, as the client reported it: the hash `aiaas train` gives an .npz.
+    assert version.params["client_data"] == [
+        {
+            "client": index,
+            "dataset_fingerprint": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(),
+            "examples": 479,
+        }
+        for index, path in enumerate(files)
+    ]
     assert version.metrics["server_eval_accuracy"] == lines[1]["server_eval_accuracy"]
     assert "rounds.jsonl" in {item.path for item in version.files}
 

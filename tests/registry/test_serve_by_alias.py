@@ -95,6 +95,8 @@ def test_a_model_is_served_by_alias_and_follows_it(serve, register, cli, tmp_pat
             "model_uri": PRODUCTION,
             "registry_version": 1,
             "sha256": first.sha256,
+            "lineage": "/v2/registry/models/mlp/versions/1/lineage",
+            "version_uri": "models:/mlp/1",
         }
         cache = home / "serve-cache" / f"port-{server.http_port}" / "mlp"
         assert (cache / "1" / "model.onnx").is_file()
@@ -108,6 +110,8 @@ def test_a_model_is_served_by_alias_and_follows_it(serve, register, cli, tmp_pat
             "model_uri": PRODUCTION,
             "registry_version": 2,
             "sha256": second.sha256,
+            "lineage": "/v2/registry/models/mlp/versions/2/lineage",
+            "version_uri": "models:/mlp/2",
         }
         assert sorted(p.name for p in cache.iterdir()) == ["2"]
 

@@ -25,6 +25,7 @@ from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve.llm.types import SamplingParams
 from aiaas.serve.protocol import generation, sse
 from aiaas.serve.protocol.generation import Job
+from aiaas.serve.provenance import HEADER as PROVENANCE_HEADER
 from aiaas.serve.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,13 @@ class GenerateRequest(BaseModel):
     parameters: GenerateParameters = GenerateParameters()
 
 
-def _json(content: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(content),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -84,9 +90,12 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 
 class GenerateFrontEnd:
-    def __init__(self, repository: ModelRepository, *, read_body: BodyReader) -> None:
+    def __init__(
+        self, repository: ModelRepository, *, read_body: BodyReader, provenance_header: bool = False
+    ) -> None:
         self.repository = repository
         self.read_body = read_body
+        self.provenance_header = provenance_header
 
     def routes(self) -> list[Route]:
         paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
@@ -96,29 +105,35 @@ class GenerateFrontEnd:
             for verb, endpoint in (("generate", self.generate), ("generate_stream", self.stream))
         ]
 
-    async def _start(self, request: Request) -> tuple[dict[str, str], list[generation.Stream]]:
+    async def _start(
+        self, request: Request
+    ) -> tuple[dict[str, str], list[generation.Stream], dict[str, str] | None]:
+        """The answer's head, its streams, and the headers naming the version generating."""
         body = _parse(await self.read_body(request))
         name, version = request.path_params["model"], request.path_params.get("version")
-        engine = self.repository.llm_engine(name, version)
+        loaded = self.repository.llm_version(name, version)
         job = Job(0, body.text_input, body.parameters.sampling(), uuid.uuid4().hex)
-        streams = await sse.unless_disconnected(generation.start(engine, [job]), request.receive)
-        head = {"model_name": name, "model_version": str(engine.model_version)}
-        return head, streams or []
+        started = generation.start(loaded.engine, [job])
+        streams = await sse.unless_disconnected(started, request.receive)
+        head = {"model_name": name, "model_version": str(loaded.version)}
+        provenance = loaded.provenance.header
+        headers = {PROVENANCE_HEADER: provenance} if self.provenance_header else None
+        return head, streams or [], headers
 
     async def generate(self, request: Request) -> Response:
-        head, streams = await self._start(request)
+        head, streams, headers = await self._start(request)
         if not streams:
             return Response(status_code=499)
         text = await sse.unless_disconnected(_text(streams), request.receive)
         if text is None:
             return Response(status_code=499)
-        return _json({**head, "text_output": text})
+        return _json({**head, "text_output": text}, headers=headers)
 
     async def stream(self, request: Request) -> Response:
-        head, streams = await self._start(request)
+        head, streams, headers = await self._start(request)
         if not streams:
             return Response(status_code=499)
-        return sse.EventStreamResponse(_events(head, streams))
+        return sse.EventStreamResponse(_events(head, streams), headers)
 
 
 def _parse(body: bytes) -> GenerateRequest:

@@ -22,6 +22,7 @@ from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import grpc_codec as codec
 from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
 from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+from aiaas.serve.provenance import HEADER as PROVENANCE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     TraceSetting = _unimplemented("TraceSetting")
     LogSettings = _unimplemented("LogSettings")
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, *, provenance_header: bool = False) -> None:
         self.dataplane = dataplane
+        #: Answers name the version that computed them in trailing metadata.
+        self.provenance_header = provenance_header
         #: Set when the server begins to stop: open streams take no more requests.
         self.stopping = asyncio.Event()
 
@@ -214,18 +217,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     # ---- inference -----------------------------------------------------------------
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest) -> tuple[pb.ModelInferResponse, str]:
+        """The answer and the provenance of the version that computed it."""
         version = codec.optional_version(request.model_version)
         self.dataplane.check_addressed(request.model_name, version)
         infer_request = codec.decode_infer_request(request)
         response = await self.dataplane.infer(request.model_name, version, infer_request)
-        return codec.encode_infer_response(response)
+        return codec.encode_infer_response(response), response.provenance
 
     @_guarded
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        return await self._infer(request)
+        answer, provenance = await self._infer(request)
+        if self.provenance_header:
+            context.set_trailing_metadata(((PROVENANCE_HEADER, provenance),))
+        return answer
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -235,13 +242,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         Triton does, and the stream goes on."""
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read_stream(request_iterator, answers))
+        answered_by: dict[str, None] = {}
         try:
             while (answer := await answers.get()) is not None:
+                provenance = answer.infer_response.parameters.get(PROVENANCE_HEADER)
+                if provenance is not None:
+                    answered_by[provenance.string_param] = None
                 yield answer
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+        # One entry per version that answered on this stream, in the order they first did.
+        context.set_trailing_metadata(tuple((PROVENANCE_HEADER, v) for v in answered_by))
 
     async def _read_stream(
         self,
@@ -267,7 +280,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None],
     ) -> None:
         try:
-            answer = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            response, provenance = await self._infer(request)
+            if self.provenance_header:
+                # A stream's answers may come from different versions: each names its own.
+                response.parameters[PROVENANCE_HEADER].string_param = provenance
+            answer = pb.ModelStreamInferResponse(infer_response=response)
         except Exception as error:
             _, message = status_of(error, "ModelStreamInfer")
             answer = pb.ModelStreamInferResponse(

@@ -209,14 +209,17 @@ def server_metadata(metadata: Mapping[str, Any]) -> pb.ServerMetadataResponse:
 
 
 def model_metadata(metadata: Mapping[str, Any]) -> pb.ModelMetadataResponse:
-    """Triton's message has no 'parameters' field, so model parameters stay REST-only."""
-    return pb.ModelMetadataResponse(
+    """The model's ``parameters`` go in field 6, as the Open Inference Protocol's message
+    has them; Triton's message stops at field 5, so its clients keep them unread."""
+    message = pb.ModelMetadataResponse(
         name=metadata["name"],
         versions=metadata["versions"],
         platform=metadata["platform"],
         inputs=[_tensor_metadata(spec) for spec in metadata["inputs"]],
         outputs=[_tensor_metadata(spec) for spec in metadata["outputs"]],
     )
+    encode_parameters(metadata.get("parameters") or {}, message.parameters)
+    return message
 
 
 def _tensor_metadata(spec: Mapping[str, Any]) -> pb.ModelMetadataResponse.TensorMetadata:

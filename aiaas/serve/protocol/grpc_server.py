@@ -58,14 +58,20 @@ class GrpcFrontEnd:
     """The gRPC server: built on the running event loop, stopped gracefully once."""
 
     def __init__(
-        self, dataplane: DataPlane, *, host: str, port: int, max_request_bytes: int
+        self,
+        dataplane: DataPlane,
+        *,
+        host: str,
+        port: int,
+        max_request_bytes: int,
+        provenance_header: bool = False,
     ) -> None:
         self.dataplane = dataplane
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.max_request_bytes = max_request_bytes
         self._server: grpc.aio.Server | None = None
-        self._servicer = InferenceServicer(dataplane)
+        self._servicer = InferenceServicer(dataplane, provenance_header=provenance_header)
         self._stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -37,6 +37,8 @@ from aiaas.serve.protocol.openai_schema import (
     EmbeddingRequest,
     parse,
 )
+from aiaas.serve.provenance import HEADER as PROVENANCE_HEADER
+from aiaas.serve.repository import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,26 @@ _OWNER = "aiaas"
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def _json(content: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(content),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 class OpenAIFrontEnd:
     def __init__(
-        self, dataplane: DataPlane, *, read_body: BodyReader, api_key: str | None = None
+        self,
+        dataplane: DataPlane,
+        *,
+        read_body: BodyReader,
+        api_key: str | None = None,
+        provenance_header: bool = False,
     ) -> None:
         self.dataplane = dataplane
+        self.provenance_header = provenance_header
         self.repository = dataplane.repository
         self.read_body = read_body
         self.api_key = api_key or None
@@ -109,7 +122,14 @@ class OpenAIFrontEnd:
         return sorted(names)
 
     def _model_card(self, name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": self.started, "owned_by": _OWNER}
+        """OpenAI's model object, plus where the version served now came from (its
+        clients keep fields they do not know)."""
+        origin = self.repository.get(name).provenance.card()
+        card = {"id": name, "object": "model", "created": self.started, "owned_by": _OWNER}
+        return {**card, "lineage": origin}
+
+    def _headers(self, provenance: str) -> dict[str, str] | None:
+        return {PROVENANCE_HEADER: provenance} if self.provenance_header else None
 
     async def list_models(self, request: Request) -> Response:
         return _json({"object": "list", "data": [self._model_card(n) for n in self._model_names()]})
@@ -124,15 +144,19 @@ class OpenAIFrontEnd:
 
     async def completions(self, request: Request) -> Response:
         body = parse(CompletionRequest, await self.read_body(request))
-        engine = self.repository.llm_engine(body.model)
+        loaded = self.repository.llm_version(body.model)
+        engine = loaded.engine
+        assert engine is not None
         params = _params(body, body.max_tokens, body.logprobs, engine.defaults)
         jobs = _jobs(body.prompts(), params, body.n, body.seed)
         fmt = bodies.CompletionFormat(with_logprobs=body.logprobs is not None)
-        return await self._generate(request, engine, body, jobs, fmt)
+        return await self._generate(request, loaded, body, jobs, fmt)
 
     async def chat_completions(self, request: Request) -> Response:
         body = parse(ChatCompletionRequest, await self.read_body(request))
-        engine = self.repository.llm_engine(body.model)
+        loaded = self.repository.llm_version(body.model)
+        engine = loaded.engine
+        assert engine is not None
         messages = [message.as_template_input() for message in body.messages]
         text = engine.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         # The template writes the special tokens itself, as Hugging Face's tokenize=True does.
@@ -141,28 +165,33 @@ class OpenAIFrontEnd:
         params = _params(body, limit, body.logprob_count(), engine.defaults)
         jobs = _jobs([prompt], params, body.n, body.seed)
         fmt = bodies.ChatFormat(with_logprobs=body.logprobs)
-        return await self._generate(request, engine, body, jobs, fmt)
+        return await self._generate(request, loaded, body, jobs, fmt)
 
     async def _generate(
         self,
         request: Request,
-        engine: Any,
+        loaded: ModelVersion,
         body: CompletionRequest | ChatCompletionRequest,
         jobs: list[Job],
         fmt: bodies.Format,
     ) -> Response:
+        """Generate on the version taken once for this request: its engine computes every
+        token, so its provenance is the answer's."""
         meta = bodies.Meta(f"{fmt.id_prefix}{uuid.uuid4().hex}", int(time.time()), body.model)
-        streams = await sse.unless_disconnected(generation.start(engine, jobs), request.receive)
+        headers = self._headers(loaded.provenance.header)
+        streams = await sse.unless_disconnected(
+            generation.start(loaded.engine, jobs), request.receive
+        )
         if streams is None:
             return Response(status_code=499)
         choices = [bodies.Choice(job.index) for job in jobs]
         if body.stream:
             events = _events(fmt, meta, streams, choices, body.n, body.include_usage)
-            return sse.EventStreamResponse(events)
+            return sse.EventStreamResponse(events, headers)
         collected = await sse.unless_disconnected(_collect(streams, choices), request.receive)
         if collected is None:
             return Response(status_code=499)
-        return _json(bodies.answer(fmt, meta, collected, body.n))
+        return _json(bodies.answer(fmt, meta, collected, body.n), headers=headers)
 
     # ---- embeddings ------------------------------------------------------------------
 
@@ -176,7 +205,7 @@ class OpenAIFrontEnd:
         content = bodies.embedding_list(
             body.model, vectors, result.prompt_tokens, body.encoding_format
         )
-        return _json(content)
+        return _json(content, headers=self._headers(result.provenance))
 
 
 def _dimensions_error(asked: int, has: int) -> AiaasError:

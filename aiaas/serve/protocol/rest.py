@@ -25,6 +25,7 @@ from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
 from aiaas.serve import uploads
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import http_encoding, rest_codec
+from aiaas.serve.provenance import HEADER as PROVENANCE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ _OCTET_TYPE = (b"content-type", b"application/octet-stream")
 Endpoint = Callable[[Request], Awaitable[Response]]
 _SHM = "/v2/systemsharedmemory"
 _CUDA_SHM = "/v2/cudasharedmemory"
+_PROVENANCE = PROVENANCE_HEADER.encode()
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -64,9 +66,12 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 
 class RestFrontEnd:
-    def __init__(self, dataplane: DataPlane, *, max_request_bytes: int) -> None:
+    def __init__(
+        self, dataplane: DataPlane, *, max_request_bytes: int, provenance_header: bool = False
+    ) -> None:
         self.dataplane = dataplane
         self.max_request_bytes = max_request_bytes
+        self.provenance_header = provenance_header
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{model}"
@@ -80,6 +85,8 @@ class RestFrontEnd:
             (f"{version}/stats", self.model_statistics, "GET"),
             (f"{model}/config", self.model_config, "GET"),
             (f"{version}/config", self.model_config, "GET"),
+            (f"{model}/lineage", self.model_lineage, "GET"),
+            (f"{version}/lineage", self.model_lineage, "GET"),
             (model, self.model_metadata, "GET"),
             (version, self.model_metadata, "GET"),
             (f"{model}/ready", self.model_ready, "GET"),
@@ -160,6 +167,8 @@ class RestFrontEnd:
             response_headers = [_JSON_TYPE]
         else:
             response_headers = [_OCTET_TYPE, (_HEADER_LENGTH_NAME, str(json_length).encode())]
+        if self.provenance_header:
+            response_headers.append((_PROVENANCE, response.provenance.encode()))
         coding = http_encoding.choose_coding(_text(headers.get(b"accept-encoding")))
         if coding is not None:
             content = http_encoding.encode_body(content, coding)
@@ -218,6 +227,10 @@ class RestFrontEnd:
     async def model_metadata(self, request: Request) -> Response:
         params = request.path_params
         return json_response(self.dataplane.model_metadata(params["model"], params.get("version")))
+
+    async def model_lineage(self, request: Request) -> Response:
+        params = request.path_params
+        return json_response(self.dataplane.model_lineage(params["model"], params.get("version")))
 
     async def model_config(self, request: Request) -> Response:
         params = request.path_params

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -57,12 +57,16 @@ async def unless_disconnected(work: Awaitable[Result], receive: Receive) -> Resu
 class EventStreamResponse(Response):
     """Streams ``events`` (already framed) and stops them when the client disconnects."""
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    def __init__(
+        self, events: AsyncIterator[bytes], extra_headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(status_code=200)
         self.events = events
+        self.extra_headers = [(k.encode(), v.encode()) for k, v in (extra_headers or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": list(_HEADERS)})
+        headers = [*_HEADERS, *self.extra_headers]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
             while True:

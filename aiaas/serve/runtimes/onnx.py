@@ -50,6 +50,8 @@ class OnnxModel:
         except Exception as error:  # onnxruntime raises its own untyped errors
             raise InvalidArgument(f"{path.name} is not a valid ONNX model: {error}") from None
         first = self.sessions[0]
+        #: The file's metadata_props (where aiaas keeps a model's lineage record).
+        self.custom_metadata = dict(first.get_modelmeta().custom_metadata_map)
         self.inputs = tuple(_spec(arg, "input") for arg in first.get_inputs())
         self.outputs = tuple(_spec(arg, "output") for arg in first.get_outputs())
         self._string_inputs = {spec.name for spec in self.inputs if spec.datatype == "BYTES"}
