@@ -40,6 +40,10 @@ class CurrentSource:
     def parameters(self, name: str, version: int) -> dict[str, Any]:
         return {"model_uri": f"models:/{name}/{version}"}
 
+    def lineage(self, name: str, version: int) -> dict[str, Any] | None:
+        """Nothing beyond the model file's own record, which the server reads itself."""
+        return None
+
 
 class AgentServer(Server):
     def __init__(self, settings: ServerSettings, agent: Agent) -> None:
