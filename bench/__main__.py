@@ -18,6 +18,7 @@ SUITES = {
     "protocol": "bench.protocol_bench",
     "llm": "bench.llm_bench",
     "edge": "bench.edge_bench",
+    "edge-agent": "bench.edge_agent_bench",
 }
 
 

@@ -22,7 +22,8 @@ RegistryOption = Annotated[
 ]
 
 edge_app = PlainTyper(
-    help="Signed, self-contained model bundles for small devices.",
+    help="Signed, self-contained model bundles for small devices, and the agent that keeps "
+    "a device on a registry alias.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -121,3 +122,9 @@ def _figures(report: dict) -> str:  # type: ignore[type-arg]
         f"first answer {report['first_answer_s']:.3f} s{speed}; fidelity to "
         f"{report['source_uri'] if report['variant'] == 'fp32' else 'the source'}: {fidelity}"
     )
+
+
+# `aiaas edge agent`: its own module (typer only at import; the server loads when it runs).
+from aiaas.edge.agent_cli import agent  # noqa: E402
+
+edge_app.command("agent")(agent)

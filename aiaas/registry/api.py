@@ -9,6 +9,7 @@ before the commit leaves at most unreferenced blobs that `gc` removes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -27,17 +28,20 @@ from aiaas.registry.gc import DEFAULT_GRACE_S, GcReport, collect_garbage
 from aiaas.registry.parsing import check_json_object, check_metric, check_tag
 from aiaas.registry.records import (
     ArtifactFile,
+    DeviceReport,
     Lineage,
     MetricFilter,
     ModelVersion,
     NewVersion,
     RegisteredModel,
 )
+from aiaas.registry.schema import DEVICE_ID_MAX
 from aiaas.registry.signature import read_model_facts
 from aiaas.registry.sql_store import SqlStore
 from aiaas.registry.store import AbstractStore
 from aiaas.registry.uri import ModelUri, check_alias, check_name, parse_uri, parse_version_uri
 
+_DEVICE_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{DEVICE_ID_MAX}}}")
 ENV_ARTIFACT_ROOT = "AIAAS_ARTIFACT_ROOT"
 RUN_ID_MAX = 256
 
@@ -254,11 +258,32 @@ class Registry:
     def aliases(self, name: str) -> dict[str, int]:
         return self.get_model(name).aliases
 
+    # --- edge devices -------------------------------------------------------------------------
+    def report_device(self, report: DeviceReport) -> DeviceReport:
+        """Record an edge agent's state; the model need not exist (any more)."""
+        check_device_id(report.device_id)
+        parsed = parse_version_uri(report.model_uri)
+        if parsed.name != report.model:
+            raise InvalidArgument(f"model {report.model!r} does not match {report.model_uri}")
+        return self.store.put_device(report)
+
+    def devices(self, model: str | None = None) -> list[DeviceReport]:
+        return self.store.list_devices(None if model is None else check_name(model))
+
     # --- artifacts ----------------------------------------------------------------------------
     def gc(self, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False) -> GcReport:
         if grace_s < 0:
             raise InvalidArgument("grace period must not be negative")
         return collect_garbage(self.store, self.artifacts, grace_s=grace_s, dry_run=dry_run)
+
+
+def check_device_id(device_id: str) -> str:
+    """1-128 of letters, digits, '.', '_', '-': safe in a URL path and a table cell."""
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise InvalidArgument(
+            f"device id {device_id!r}: use 1-{DEVICE_ID_MAX} letters, digits, '.', '_' or '-'"
+        )
+    return device_id
 
 
 def _record_run_id(record: Mapping[str, Any]) -> str | None:

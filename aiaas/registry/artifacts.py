@@ -151,6 +151,10 @@ class ArtifactStore:
         with contextlib.suppress(NotImplementedError, OSError):
             self.fs.touch(path, truncate=False)
 
+    def open_blob(self, sha256: str, what: str) -> IO[bytes]:
+        """A blob for reading (seekable), for the HTTP API's ranged downloads."""
+        return self._open_blob(sha256, what)
+
     def _open_blob(self, sha256: str, what: str) -> IO[bytes]:
         try:
             handle: IO[bytes] = self.fs.open(self.blob_path(sha256), "rb")

@@ -116,7 +116,8 @@ def show(
     registry_uri: RegistryUri = None,
     artifact_root: ArtifactRoot = None,
 ) -> None:
-    """Show a model with its versions, or one version: signature, files, metrics, parents."""
+    """Show a model with its versions and the edge devices running it, or one version:
+    signature, files, metrics, parents."""
     from aiaas.registry import cli_output
     from aiaas.registry.uri import parse_uri
 
@@ -125,12 +126,19 @@ def show(
         if parsed.is_model:
             model = registry.get_model(parsed.name)
             versions = registry.versions(parsed.name)
+            devices = registry.devices(parsed.name)
         else:
             version = registry.resolve(parsed)
     if parsed.is_model and json_output:
-        cli_output.print_json({**model.to_dict(), "versions": [v.to_dict() for v in versions]})
+        cli_output.print_json(
+            {
+                **model.to_dict(),
+                "versions": [v.to_dict() for v in versions],
+                "devices": [d.to_dict() for d in devices],
+            }
+        )
     elif parsed.is_model:
-        cli_output.show_model(model, versions)
+        cli_output.show_model(model, versions, devices)
     elif json_output:
         cli_output.print_json(version.to_dict())
     else:

@@ -4,7 +4,7 @@ programs (the same dicts the HTTP API returns)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -12,7 +12,13 @@ from rich.markup import escape
 from rich.table import Column, Table
 from rich.tree import Tree
 
-from aiaas.registry.records import Lineage, LineageNode, ModelVersion, RegisteredModel
+from aiaas.registry.records import (
+    DeviceReport,
+    Lineage,
+    LineageNode,
+    ModelVersion,
+    RegisteredModel,
+)
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -91,11 +97,33 @@ def fit_widths(natural: list[int], cut_order: list[tuple[int, int]], total: int)
     return widths
 
 
-def show_model(model: RegisteredModel, versions: list[ModelVersion]) -> None:
+def show_model(
+    model: RegisteredModel, versions: list[ModelVersion], devices: Sequence[DeviceReport] = ()
+) -> None:
     console.print(f"[bold]{escape(model.name)}[/bold]  {escape(model.description or '')}")
     console.print(f"created {model.created_at:%Y-%m-%d %H:%M:%S} UTC, tags: {_kv(model.tags)}")
     console.print(f"aliases: {_kv(model.aliases) or '-'}")
     console.print(versions_table(versions, full_uri=False))
+    if devices:
+        console.print(devices_table(devices))
+
+
+def devices_table(devices: Iterable[DeviceReport]) -> Table:
+    """Which edge device runs which version, as each last reported."""
+    table = Table(title="edge devices", box=None, pad_edge=False, header_style="bold")
+    for header in ("device", "follows", "version", "state", "reported", "last error"):
+        table.add_column(header, no_wrap=header != "last error", overflow="ellipsis")
+    for device in devices:
+        reported = device.reported_at
+        table.add_row(
+            escape(device.device_id),
+            escape(device.model_uri),
+            str(device.version or "-"),
+            escape(device.state),
+            f"{reported:%Y-%m-%d %H:%M}" if reported else "-",
+            escape(device.last_error or ""),
+        )
+    return table
 
 
 def show_version(version: ModelVersion) -> None:

@@ -1,5 +1,10 @@
 """The registry over HTTP, under `/v2/registry/...`: reads for anyone who can reach
-the server, alias changes only for the holder of the admin token.
+the server, alias changes and device reports only for the holder of the admin token.
+
+Reads answer with an ETag and honour `If-None-Match` (304), so an edge agent polling
+an alias that has not moved costs one small answer; a version's files download with
+byte ranges (see `http_files`); devices report their state with PUT and are listed
+with GET `/v2/registry/devices`.
 
 Without a token, writes are refused unless the caller states the server listens
 on loopback only (and then only loopback clients may write): moving the
@@ -8,11 +13,12 @@ on loopback only (and then only loopback clients may write): moving the
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -20,21 +26,38 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aiaas.errors import AiaasError, InvalidArgument, PermissionDenied, Unauthenticated
+from aiaas.errors import AiaasError, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from aiaas.registry.api import Registry
-from aiaas.registry.uri import parse_version, version_uri
+from aiaas.registry.http_files import etag_matches, file_response
+from aiaas.registry.records import DeviceReport
+from aiaas.registry.uri import parse_version, parse_version_uri, version_uri
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v2/registry"
 MAX_BODY_BYTES = 64 * 1024
 Endpoint = Callable[[Request], Awaitable[Response]]
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class AliasBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(gt=0)
+
+
+class DeviceBody(BaseModel):
+    """An edge agent's report; the registry adds its own time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str = Field(max_length=256)
+    state: str = Field(pattern=r"^[a-z_]{1,32}$")
+    version: int | None = Field(default=None, gt=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    counts: dict[str, int] = Field(default_factory=dict, max_length=32)
+    last_error: str | None = Field(default=None, max_length=2000)
+    agent_time: str | None = Field(default=None, max_length=64)
 
 
 def registry_routes(
@@ -49,16 +72,29 @@ def registry_routes(
         (f"{model}/versions", api.list_versions, "GET"),
         (f"{model}/versions/{{version}}", api.get_version, "GET"),
         (f"{model}/versions/{{version}}/lineage", api.lineage, "GET"),
+        (f"{model}/versions/{{version}}/files/{{path:path}}", api.get_file, "GET"),
         (f"{model}/aliases", api.list_aliases, "GET"),
         (f"{model}/aliases/{{alias}}", api.get_alias, "GET"),
         (f"{model}/aliases/{{alias}}", api.set_alias, "PUT"),
         (f"{model}/aliases/{{alias}}", api.delete_alias, "DELETE"),
+        (f"{PREFIX}/devices", api.list_devices, "GET"),
+        (f"{PREFIX}/devices/{{device_id}}", api.put_device, "PUT"),
     ]
     return [Route(path, _guarded(endpoint), methods=[method]) for path, endpoint, method in table]
 
 
 def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(content, status_code=status_code, headers=headers)
+
+
+def _conditional(request: Request, content: Any) -> Response:
+    """A JSON answer with its ETag, or 304 when the client already holds these bytes."""
+    response = JSONResponse(content)
+    etag = f'"{hashlib.sha256(response.body).hexdigest()[:32]}"'
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    return response
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -85,19 +121,19 @@ class _RegistryApi:
 
     async def list_models(self, request: Request) -> Response:
         models = await run_in_threadpool(self.registry.list_models)
-        return _json({"models": [model.to_dict() for model in models]})
+        return _conditional(request, {"models": [model.to_dict() for model in models]})
 
     async def get_model(self, request: Request) -> Response:
         model = await run_in_threadpool(self.registry.get_model, request.path_params["name"])
-        return _json(model.to_dict())
+        return _conditional(request, model.to_dict())
 
     async def list_versions(self, request: Request) -> Response:
         found = await run_in_threadpool(self.registry.versions, request.path_params["name"])
-        return _json({"versions": [version.to_dict() for version in found]})
+        return _conditional(request, {"versions": [version.to_dict() for version in found]})
 
     async def get_version(self, request: Request) -> Response:
         version = await run_in_threadpool(self.registry.resolve, _version_uri(request))
-        return _json(version.to_dict())
+        return _conditional(request, version.to_dict())
 
     async def lineage(self, request: Request) -> Response:
         found = await run_in_threadpool(self.registry.lineage, _version_uri(request))
@@ -110,11 +146,41 @@ class _RegistryApi:
     async def get_alias(self, request: Request) -> Response:
         name, alias = request.path_params["name"], request.path_params["alias"]
         version = await run_in_threadpool(self.registry.resolve, f"models:/{name}@{alias}")
-        return _json(version.to_dict())
+        return _conditional(request, version.to_dict())
+
+    async def get_file(self, request: Request) -> Response:
+        version = await run_in_threadpool(self.registry.resolve, _version_uri(request))
+        path = request.path_params["path"]
+        item = next((item for item in version.files if item.path == path), None)
+        if item is None:
+            raise NotFound(f"{version.uri} has no file {path!r}")
+        what = f"{path} of {version.uri}"
+        handle = await run_in_threadpool(self.registry.artifacts.open_blob, item.sha256, what)
+        return file_response(request, item, handle)
+
+    async def list_devices(self, request: Request) -> Response:
+        model = request.query_params.get("model")
+        devices = await run_in_threadpool(self.registry.devices, model)
+        return _conditional(request, {"devices": [device.to_dict() for device in devices]})
+
+    async def put_device(self, request: Request) -> Response:
+        self._authorize(request)
+        body = await _read_body(request, DeviceBody, "a device report")
+        try:
+            name = parse_version_uri(body.model_uri).name
+        except AiaasError as error:
+            raise InvalidArgument(f"model_uri: {error.message}") from None
+        report = DeviceReport(
+            device_id=request.path_params["device_id"],
+            model=name,
+            **body.model_dump(),
+        )
+        stored = await run_in_threadpool(self.registry.report_device, report)
+        return _json(stored.to_dict())
 
     async def set_alias(self, request: Request) -> Response:
         self._authorize(request)
-        body = await _alias_body(request)
+        body = await _read_body(request, AliasBody, '{"version": N}')
         name, alias = request.path_params["name"], request.path_params["alias"]
         version = await run_in_threadpool(self.registry.set_alias, name, alias, body.version)
         return _json({"name": name, "alias": alias, "version": version.version, "uri": version.uri})
@@ -147,7 +213,7 @@ def _version_uri(request: Request) -> str:
     return version_uri(name, parse_version(request.path_params["version"]))
 
 
-async def _alias_body(request: Request) -> AliasBody:
+async def _read_body(request: Request, shape: type[Body], expected: str) -> Body:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes")
@@ -157,11 +223,11 @@ async def _alias_body(request: Request) -> AliasBody:
         if len(body) > MAX_BODY_BYTES:
             raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes")
     try:
-        return AliasBody.model_validate_json(bytes(body))
+        return shape.model_validate_json(bytes(body))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(map(str, first["loc"])) or "body"
-        raise InvalidArgument(f'expected {{"version": N}}: {where}: {first["msg"]}') from None
+        raise InvalidArgument(f"expected {expected}: {where}: {first['msg']}") from None
 
 
 def is_loopback(host: str | None) -> bool:

@@ -191,3 +191,40 @@ class MetricFilter:
 
     def __str__(self) -> str:
         return f"{self.key}{self.op}{self.value:g}"
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What an edge agent last said about itself: which version of which model it serves,
+    in which state, and the last error it met. `reported_at` is the registry's clock;
+    `agent_time` the device's own, kept as sent (device clocks drift)."""
+
+    device_id: str
+    model_uri: str
+    model: str
+    state: str
+    version: int | None = None
+    sha256: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None
+    agent_time: str | None = None
+    reported_at: datetime | None = None
+
+    @property
+    def version_uri(self) -> str | None:
+        return None if self.version is None else version_uri(self.model, self.version)
+
+    def to_dict(self) -> JsonDict:
+        return {
+            "device_id": self.device_id,
+            "model_uri": self.model_uri,
+            "model": self.model,
+            "version": self.version,
+            "version_uri": self.version_uri,
+            "sha256": self.sha256,
+            "state": self.state,
+            "counts": dict(self.counts),
+            "last_error": self.last_error,
+            "agent_time": self.agent_time,
+            "reported_at": self.reported_at.isoformat() if self.reported_at else None,
+        }

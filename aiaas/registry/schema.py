@@ -33,6 +33,7 @@ NAMING = {
 
 TAG_KEY_MAX = 250
 TAG_VALUE_MAX = 5000
+DEVICE_ID_MAX = 128
 
 
 class Base(DeclarativeBase):
@@ -154,6 +155,25 @@ class AliasRow(Base):
     # No cascade: deleting an aliased version is refused, and the database backs that up.
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
     version: Mapped[VersionRow] = relationship()
+
+
+class DeviceRow(Base):
+    """An edge device's last report. No foreign key: a device that still runs a version
+    deleted since must keep saying so."""
+
+    __tablename__ = "edge_devices"
+    __table_args__ = (Index("ix_edge_devices_model", "model"),)
+
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_MAX), primary_key=True)
+    model_uri: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    agent_time: Mapped[str | None] = mapped_column(String(64))
+    reported_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 #: Not alembic's default name, so that a database shared with another alembic user is safe.

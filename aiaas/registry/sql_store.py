@@ -23,6 +23,7 @@ from aiaas.registry import sql_convert as convert
 from aiaas.registry.db import Database
 from aiaas.registry.faults import pause_point
 from aiaas.registry.records import (
+    DeviceReport,
     Lineage,
     MetricFilter,
     ModelVersion,
@@ -32,6 +33,7 @@ from aiaas.registry.records import (
 )
 from aiaas.registry.schema import (
     AliasRow,
+    DeviceRow,
     FileRow,
     MetricRow,
     ModelRow,
@@ -257,11 +259,59 @@ class SqlStore(AbstractStore):
         missing = f"model {name!r} has no alias {alias!r}"
         return self._read(lambda session: _one(session, query, name, missing))
 
+    # --- edge devices -------------------------------------------------------------------------
+    def put_device(self, report: DeviceReport) -> DeviceReport:
+        values = {
+            "device_id": report.device_id,
+            "model_uri": report.model_uri,
+            "model": report.model,
+            "version": report.version,
+            "sha256": report.sha256,
+            "state": report.state,
+            "counts": dict(report.counts),
+            "last_error": report.last_error,
+            "agent_time": report.agent_time,
+            "reported_ms": convert.now_ms(),
+        }
+        insert = postgresql_insert if self.database.dialect == "postgresql" else sqlite_insert
+        statement = insert(DeviceRow).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={key: statement.excluded[key] for key in values if key != "device_id"},
+        )
+
+        def work(session: Session) -> DeviceReport:
+            session.execute(statement)
+            return _device_record(session.get_one(DeviceRow, report.device_id))
+
+        return self._write(work)
+
+    def list_devices(self, model: str | None = None) -> list[DeviceReport]:
+        query = select(DeviceRow).order_by(DeviceRow.device_id)
+        if model is not None:
+            query = query.where(DeviceRow.model == model)
+        return self._read(lambda session: [_device_record(r) for r in session.scalars(query)])
+
     def referenced_blobs(self) -> set[str]:
         return self._read(lambda session: set(session.scalars(select(FileRow.sha256).distinct())))
 
     def close(self) -> None:
         self.database.dispose()
+
+
+def _device_record(row: DeviceRow) -> DeviceReport:
+    return DeviceReport(
+        device_id=row.device_id,
+        model_uri=row.model_uri,
+        model=row.model,
+        state=row.state,
+        version=row.version,
+        sha256=row.sha256,
+        counts=dict(row.counts or {}),
+        last_error=row.last_error,
+        agent_time=row.agent_time,
+        reported_at=convert.to_datetime(row.reported_ms),
+    )
 
 
 def _model_query(name: str) -> Select[ModelRow]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from aiaas.registry.records import (
+    DeviceReport,
     Lineage,
     MetricFilter,
     ModelVersion,
@@ -84,6 +85,15 @@ class AbstractStore(ABC):
 
     @abstractmethod
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion: ...
+
+    # --- edge devices -------------------------------------------------------------------------
+    @abstractmethod
+    def put_device(self, report: DeviceReport) -> DeviceReport:
+        """Insert or replace the device's report; returns it with the registry's time."""
+
+    @abstractmethod
+    def list_devices(self, model: str | None = None) -> list[DeviceReport]:
+        """Every device's last report (of one model), by device id."""
 
     # --- artifacts ----------------------------------------------------------------------------
     @abstractmethod
