@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aiaas.admin import AdminGuard
 from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
 from aiaas.serve import uploads
 from aiaas.serve.dataplane import DataPlane
@@ -64,9 +65,15 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 
 class RestFrontEnd:
-    def __init__(self, dataplane: DataPlane, *, max_request_bytes: int) -> None:
+    def __init__(self, dataplane: DataPlane, *, max_request_bytes: int, admin: AdminGuard) -> None:
         self.dataplane = dataplane
         self.max_request_bytes = max_request_bytes
+        self.admin = admin
+
+    def _authorize(self, request: Request, action: str) -> None:
+        """Admin actions: checked before the body is read."""
+        client = request.client.host if request.client else None
+        self.admin.check(request.headers.get("authorization"), client, action)
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{model}"
@@ -148,7 +155,9 @@ class RestFrontEnd:
                 body, _text(headers.get(b"content-encoding")), self.max_request_bytes
             )
             header_length = _parse_header_length(headers.get(_HEADER_LENGTH_NAME))
-            infer_request = rest_codec.decode_infer_request(body, header_length)
+            infer_request = rest_codec.decode_infer_request(
+                body, header_length, self.dataplane.limits
+            )
             response = await self.dataplane.infer(model, version, infer_request)
             content, json_length = rest_codec.encode_infer_response(response, infer_request)
         except AiaasError as error:
@@ -254,6 +263,7 @@ class RestFrontEnd:
         return json_response(self.dataplane.repository.index(ready_only))
 
     async def load(self, request: Request) -> Response:
+        self._authorize(request, "loading a model")
         body = await self.read_body(request)
         options = rest_codec.loads_json(body) if body.strip() else {}
         if not isinstance(options, dict):
@@ -266,6 +276,7 @@ class RestFrontEnd:
         return Response(status_code=200)
 
     async def unload(self, request: Request) -> Response:
+        self._authorize(request, "unloading a model")
         await self.read_body(request)
         await self.dataplane.unload(request.path_params["model"])
         return Response(status_code=200)
@@ -277,6 +288,7 @@ class RestFrontEnd:
         return json_response(self.dataplane.shared_memory.status(region))
 
     async def shm_register(self, request: Request) -> Response:
+        self._authorize(request, "registering shared memory")
         options = rest_codec.loads_json(await self.read_body(request))
         if not isinstance(options, dict):
             raise InvalidArgument("the register body must be a JSON object")
@@ -289,6 +301,7 @@ class RestFrontEnd:
         return Response(status_code=200)
 
     async def shm_unregister(self, request: Request) -> Response:
+        self._authorize(request, "unregistering shared memory")
         await self.read_body(request)
         self.dataplane.shared_memory.unregister(request.path_params.get("region"))
         return Response(status_code=200)
@@ -300,11 +313,13 @@ class RestFrontEnd:
         return json_response(self.dataplane.cuda_shared_memory.status(region))
 
     async def cuda_shm_register(self, request: Request) -> Response:
+        self._authorize(request, "registering shared memory")
         await self.read_body(request)
         self.dataplane.cuda_shared_memory.register(request.path_params["region"])
         return Response(status_code=200)
 
     async def cuda_shm_unregister(self, request: Request) -> Response:
+        self._authorize(request, "unregistering shared memory")
         await self.read_body(request)
         self.dataplane.cuda_shared_memory.unregister(request.path_params.get("region"))
         return Response(status_code=200)

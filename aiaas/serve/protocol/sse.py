@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -55,16 +55,20 @@ async def unless_disconnected(work: Awaitable[Result], receive: Receive) -> Resu
 
 
 class EventStreamResponse(Response):
-    """Streams ``events`` (already framed) and stops them when the client disconnects."""
+    """Streams ``events`` (already framed) and stops them when the client disconnects;
+    ``on_close`` runs once the stream has ended, however it ended (a stream slot)."""
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    def __init__(
+        self, events: AsyncIterator[bytes], on_close: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(status_code=200)
         self.events = events
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": list(_HEADERS)})
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
+            await send({"type": "http.response.start", "status": 200, "headers": list(_HEADERS)})
             while True:
                 step = asyncio.ensure_future(anext(self.events))
                 await asyncio.wait({step, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -81,4 +85,8 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
-            await self.events.aclose()  # type: ignore[attr-defined]
+            try:
+                await self.events.aclose()  # type: ignore[attr-defined]
+            finally:
+                if self.on_close is not None:
+                    self.on_close()
