@@ -74,8 +74,7 @@ def check_model_name(name: str) -> str:
         raise InvalidArgument(f"the model name is longer than {MAX_MODEL_NAME_BYTES} bytes")
     if name in (".", "..") or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidArgument(
-            f"model name {name[:64]!r} may not be '.', '..' or hold '/', '\\\\' or control "
-            "characters"
+            f"model name {name[:64]!r} may not be '.', '..' or hold '/', '\\' or control characters"
         )
     return name
 
