@@ -44,6 +44,8 @@ class _BoundedHttpTools(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
+        #: Nothing sent yet on this connection: it is closed, not answered, when late.
+        self._silent = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -73,6 +75,7 @@ class _BoundedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._silent = False
         self._header_bytes = 0
         self._arm(self.header_timeout_s)
 
@@ -113,12 +116,12 @@ class _BoundedHttpTools(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        answered = cycle is not None and cycle.response_started
+        answered = self._silent or (cycle is not None and cycle.response_started)
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the handler reads http.disconnect; its sends are dropped
             cycle.message_event.set()
         if answered:
-            self.transport.close()  # an answer has begun: nothing more can be said
+            self.transport.close()  # nothing asked, or an answer has begun: nothing to say
             return
         self._refuse(408, "the request was not received in time")
 
