@@ -51,7 +51,9 @@ def test_rest_admin_actions_need_the_token_when_one_is_set(repo, start_server, s
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for headers in ({}, {"Authorization": f"Bearer {WRONG}"}, {"Authorization": TOKEN}):
             assert _admin_calls(client, headers, key) == [401] * 6
-            body = client.post("/v2/repository/models/add_sub/unload", headers=headers).json()
+            refused = client.post("/v2/repository/models/add_sub/unload", headers=headers)
+            assert refused.headers["www-authenticate"] == "Bearer"
+            body = refused.json()
             needs = "unloading a model needs 'Authorization: Bearer <admin token>'"
             assert body == {"error": needs}
         # Nothing was done by the refused calls: the model still serves.

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.admin import AdminGuard
-from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
+from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge, Unauthenticated
 from aiaas.serve import uploads
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import http_encoding, rest_codec
@@ -46,7 +46,10 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 def error_response(error: AiaasError) -> Response:
-    return json_response({"error": error.message}, error.http_status)
+    response = json_response({"error": error.message}, error.http_status)
+    if isinstance(error, Unauthenticated):
+        response.headers["www-authenticate"] = "Bearer"
+    return response
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
