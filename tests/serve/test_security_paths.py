@@ -62,6 +62,19 @@ def test_a_config_override_cannot_name_a_model_file_outside_the_version_folder(l
     assert _added(server) == 1.0  # m still serves its own file
 
 
+def test_a_config_override_cannot_read_labels_outside_the_model_folder(layout, server):
+    _, secret = layout
+    labels = secret.parent.parent / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
+    for filename in ("../../outside/secret/labels.txt", str(labels)):
+        output = {"name": "y", "data_type": "TYPE_FP32", "dims": [4], "label_filename": filename}
+        config = json.dumps({"backend": "onnxruntime", "output": [output]})
+        answer = _load(server, "m", {"config": config})
+        assert answer.status_code == 400, answer.text
+        assert "no file" in answer.json()["error"]
+    assert _added(server) == 1.0
+
+
 def test_a_config_override_with_a_nul_in_the_model_file_name_is_400(server):
     answer = _load(server, "m", {"config": _config(default_model_filename="model.onnx\x00.txt")})
     assert answer.status_code == 400

@@ -68,8 +68,11 @@ class _BoundedHttpTools(HttpToolsProtocol):
                 return
             self.logger.warning("Invalid HTTP request received.")
             self.send_400_response("Invalid HTTP request received.")
-        except httptools.HttpParserUpgrade:
-            super().data_received(b"")
+        except httptools.HttpParserUpgrade:  # as uvicorn's: no WebSocket routes here
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
 
     # ---- parser callbacks ----------------------------------------------------------
 
