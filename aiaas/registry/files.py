@@ -60,7 +60,13 @@ def manifest_sha256(files: list[ArtifactFile]) -> str:
 def safe_relative(path: str) -> PurePosixPath:
     """A stored path that stays inside the download folder, whatever the database says."""
     relative = PurePosixPath(path)
-    if relative.is_absolute() or not relative.parts or ".." in relative.parts or "\\" in path:
+    if (
+        relative.is_absolute()
+        or not relative.parts
+        or ".." in relative.parts
+        or "\\" in path
+        or "\x00" in path
+    ):
         raise InvalidArgument(f"refusing artifact path {path!r}: not a plain relative path")
     return relative
 

@@ -14,8 +14,6 @@ on loopback only (and then only loopback clients may write): moving the
 from __future__ import annotations
 
 import hashlib
-import hmac
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -26,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aiaas.errors import AiaasError, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from aiaas.admin import AdminGuard, OpenTo, is_loopback
+from aiaas.errors import AiaasError, InvalidArgument, NotFound, Unauthenticated
 from aiaas.registry.api import Registry
 from aiaas.registry.http_files import etag_matches, file_response
 from aiaas.registry.records import DeviceReport
@@ -60,11 +59,21 @@ class DeviceBody(BaseModel):
     agent_time: str | None = Field(default=None, max_length=64)
 
 
+__all__ = ["is_loopback", "registry_routes"]
+
+
 def registry_routes(
-    registry: Registry, *, admin_token: str | None = None, loopback_only: bool = False
+    registry: Registry,
+    *,
+    admin_token: str | None = None,
+    loopback_only: bool = False,
+    guard: AdminGuard | None = None,
 ) -> list[Route]:
-    """The routes to mount in the server's Starlette app."""
-    api = _RegistryApi(registry, admin_token, loopback_only)
+    """The routes to mount in the server's Starlette app; ``guard`` (the server's one
+    rule for admin actions) wins over ``admin_token`` and ``loopback_only``."""
+    if guard is None:
+        guard = AdminGuard(admin_token, OpenTo.LOOPBACK if loopback_only else OpenTo.NOBODY)
+    api = _RegistryApi(registry, guard)
     model = f"{PREFIX}/models/{{name}}"
     table: list[tuple[str, Endpoint, str]] = [
         (f"{PREFIX}/models", api.list_models, "GET"),
@@ -114,10 +123,9 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 
 class _RegistryApi:
-    def __init__(self, registry: Registry, admin_token: str | None, loopback_only: bool) -> None:
+    def __init__(self, registry: Registry, guard: AdminGuard) -> None:
         self.registry = registry
-        self.admin_token = admin_token or None
-        self.loopback_only = loopback_only
+        self.guard = guard
 
     async def list_models(self, request: Request) -> Response:
         models = await run_in_threadpool(self.registry.list_models)
@@ -192,20 +200,8 @@ class _RegistryApi:
         return _json({"name": name, "alias": alias, "deleted": True})
 
     def _authorize(self, request: Request) -> None:
-        if self.admin_token is not None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), self.admin_token.encode()
-            ):
-                raise Unauthenticated("registry writes need 'Authorization: Bearer <admin token>'")
-            return
-        if not self.loopback_only:
-            raise PermissionDenied(
-                "registry writes are disabled: configure an admin token "
-                "(or listen on loopback only)"
-            )
-        if not is_loopback(request.client.host if request.client else None):
-            raise PermissionDenied("registry writes without an admin token are loopback-only")
+        client = request.client.host if request.client else None
+        self.guard.check(request.headers.get("authorization"), client, "a registry write")
 
 
 def _version_uri(request: Request) -> str:
@@ -228,13 +224,3 @@ async def _read_body(request: Request, shape: type[Body], expected: str) -> Body
         first = error.errors()[0]
         where = ".".join(map(str, first["loc"])) or "body"
         raise InvalidArgument(f"expected {expected}: {where}: {first['msg']}") from None
-
-
-def is_loopback(host: str | None) -> bool:
-    """An IP loopback address or `localhost`: where writes without a token may come from."""
-    if host is None:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"

@@ -17,6 +17,7 @@ from aiaas.errors import AiaasError, InvalidArgument, NotFound
 from aiaas.serve import classification, shared_memory, uploads
 from aiaas.serve import config as model_config
 from aiaas.serve.cuda_shared_memory import NoCudaSharedMemory
+from aiaas.serve.limits import RequestLimits, StreamSlots, check_model_name
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.repository import ControlMode, ModelRepository, ModelVersion
 from aiaas.serve.shared_memory import SystemSharedMemory
@@ -46,8 +47,12 @@ class DataPlane:
         *,
         strict_readiness: bool = False,
         shared_memory: SystemSharedMemory | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.repository = repository
+        self.limits = limits or RequestLimits()
+        #: Open streams per client address, shared by every front end that streams.
+        self.streams = StreamSlots(self.limits.max_streams_per_client)
         self.strict_readiness = strict_readiness
         self.shared_memory = shared_memory or SystemSharedMemory()
         self.cuda_shared_memory = NoCudaSharedMemory()
@@ -116,9 +121,11 @@ class DataPlane:
         (as bytes: the front end decodes its wire form); failures start with Triton's
         "failed to load '<name>'" and leave the previous version serving."""
         self._check_explicit()
+        check_model_name(name)
         try:
             config_override = _config_override(parameters)
             files = uploads.passed_files(parameters)
+            self.limits.check_files(files)
             if files and config_override is None:
                 raise InvalidArgument("model files were passed without a 'config' parameter")
             folder = uploads.write_model_folder(files) if files else None
@@ -134,6 +141,7 @@ class DataPlane:
 
     async def unload(self, name: str) -> None:
         self._check_explicit()
+        check_model_name(name)
         await self.repository.unload(name)
 
     def _check_explicit(self) -> None:
@@ -152,6 +160,7 @@ class DataPlane:
         is looked up first, so a request to a model or version that does not exist is
         404 / NOT_FOUND whatever its body holds, never a complaint about the body.
         """
+        check_model_name(name)
         self.repository.get(name, version)
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
@@ -165,6 +174,9 @@ class DataPlane:
         ok = False
         try:
             self._read_shared_inputs(request)
+            for item in request.inputs:
+                if item.datatype == "BYTES":
+                    self.limits.check_bytes_elements(item.data.flat, f"input '{item.name}'")
             inputs = validate_inputs(loaded, request)
             names = requested_outputs(loaded, request)
             classes = classified_outputs(request)

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from starlette.routing import Route
 
+from aiaas.admin import AdminGuard
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.registry.api import Registry
 from aiaas.registry.db import home_dir
-from aiaas.registry.http import is_loopback, registry_routes
+from aiaas.registry.http import registry_routes
 from aiaas.registry.source import RegistrySource
 from aiaas.registry.uri import parse_version_uri
 from aiaas.serve.repository import ControlMode, ModelRepository
@@ -56,8 +57,7 @@ class RegistryServing:
         *,
         cache_dir: Path,
         poll_secs: float,
-        admin_token: str | None,
-        host: str,
+        guard: AdminGuard,
         other_sources: Iterable[ModelSource] = (),
     ) -> RegistryServing:
         """Resolve every URI once, strictly: a typo or an unknown model or alias is a
@@ -73,8 +73,7 @@ class RegistryServing:
         except BaseException:
             registry.close()
             raise
-        # Without a token, a server that only loopback clients can reach lets them write.
-        routes = registry_routes(registry, admin_token=admin_token, loopback_only=is_loopback(host))
+        routes = registry_routes(registry, guard=guard)
         return cls(registry, source, routes, poll_secs)
 
     async def follow(self, repository: ModelRepository) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from aiaas import lineage
@@ -122,7 +122,7 @@ def _prepare_version(
     folder: ModelFolder, base: pb.ModelConfig, version: int, fingerprint: str
 ) -> Prepared:
     options = runtime_options(base)
-    filename = base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME
+    filename = _plain_filename(base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME)
     model_path = folder.versions[version] / filename
     if not model_path.is_file():
         raise InvalidArgument(f"version {version}: no model file {filename}")
@@ -146,6 +146,16 @@ def _prepare_version(
         raise
     record = lineage.from_metadata(runtime.custom_metadata)
     return Prepared(version, fingerprint, completed, serving, runtime, labels, llm, sha256, record)
+
+
+def _plain_filename(filename: str) -> str:
+    """default_model_filename names a file in the version folder, as in Triton: a path (which
+    a load request's config override could send) would read outside the repository."""
+    if PurePosixPath(filename).name != filename or filename in (".", "..") or "\\" in filename:
+        raise InvalidArgument(f"default_model_filename '{filename}' must be a plain file name")
+    if "\x00" in filename:
+        raise InvalidArgument("default_model_filename may not hold a NUL character")
+    return filename
 
 
 def _read_labels(folder: ModelFolder, serving: ServingConfig) -> dict[str, list[str]]:

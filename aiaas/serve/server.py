@@ -24,11 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aiaas.admin import serving_guard
 from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.limits import RequestLimits
 from aiaas.serve.protocol.generate import GenerateFrontEnd
-from aiaas.serve.protocol.grpc_server import GrpcFrontEnd
+from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
+from aiaas.serve.protocol.http_connection import bounded_protocol
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository
@@ -50,6 +53,9 @@ class Server:
 
     def __init__(self, settings: ServerSettings, sources: list[ModelSource] | None = None) -> None:
         self.settings = settings
+        # First: a server that would leave admin actions open to the network opens nothing.
+        self.admin = serving_guard(settings.admin_token, settings.host, settings.allow_open_admin)
+        tls = tls_files(settings.tls_cert, settings.tls_key)
         all_sources = list(sources or [])
         if settings.model_repository is not None:
             all_sources.insert(0, DirectorySource(settings.model_repository))
@@ -57,11 +63,14 @@ class Server:
         if self.registry is not None:
             all_sources.append(self.registry.source)
         self.repository = ModelRepository(all_sources, settings.model_control_mode)
-        self.dataplane = DataPlane(self.repository, strict_readiness=settings.strict_readiness)
+        self.dataplane = DataPlane(
+            self.repository, strict_readiness=settings.strict_readiness, limits=_limits(settings)
+        )
         provenance = settings.provenance_header
         self.rest = RestFrontEnd(
             self.dataplane,
             max_request_bytes=settings.max_request_bytes,
+            admin=self.admin,
             provenance_header=provenance,
         )
         self.openai = OpenAIFrontEnd(
@@ -71,7 +80,10 @@ class Server:
             provenance_header=provenance,
         )
         self.generate = GenerateFrontEnd(
-            self.repository, read_body=self.rest.read_body, provenance_header=provenance
+            self.repository,
+            read_body=self.rest.read_body,
+            streams=self.dataplane.streams,
+            provenance_header=provenance,
         )
         self.grpc = (
             GrpcFrontEnd(
@@ -80,6 +92,9 @@ class Server:
                 port=settings.grpc_port,
                 max_request_bytes=settings.max_request_bytes,
                 provenance_header=provenance,
+                admin=self.admin,
+                tls=tls,
+                handshake_timeout_s=settings.header_timeout_s,
             )
             if settings.grpc_port
             else None
@@ -108,8 +123,7 @@ class Server:
             settings.model,
             cache_dir=settings.registry_cache_dir or default_cache_dir(settings.http_port),
             poll_secs=settings.registry_poll_secs,
-            admin_token=settings.admin_token,
-            host=settings.host,
+            guard=self.admin,
             other_sources=others,
         )
 
@@ -181,14 +195,23 @@ class Server:
                 log_level=settings.log_level.lower(),
                 access_log=False,
                 loop="none",
-                http="httptools",
+                http=bounded_protocol(
+                    max_header_bytes=settings.max_header_bytes,
+                    header_timeout_s=settings.header_timeout_s,
+                    body_timeout_s=settings.body_timeout_s,
+                ),
+                ssl_certfile=settings.tls_cert,
+                ssl_keyfile=settings.tls_key,
                 timeout_graceful_shutdown=settings.shutdown_timeout_s,
                 lifespan="on",
                 proxy_headers=False,
                 server_header=False,
             )
             http = _HttpServer(config, on_signal=self._stop_grpc)
-            log.info("catalogue: %s", catalogue_url(settings.host, config.port))
+            log.info(
+                "catalogue: %s",
+                catalogue_url(settings.host, config.port, tls=settings.tls_cert is not None),
+            )
             await http.serve(sockets=[http_socket])
         finally:
             http_socket.close()
@@ -229,11 +252,23 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return json_response({"error": detail}, error.status_code)
 
 
-def catalogue_url(host: str, port: int) -> str:
+def catalogue_url(host: str, port: int, *, tls: bool = False) -> str:
     """Where a browser on this machine finds the catalogue (a wildcard host is loopback)."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     shown = f"[{shown}]" if ":" in shown else shown
-    return f"http://{shown}:{port}{UI_PREFIX}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{shown}:{port}{UI_PREFIX}"
+
+
+def _limits(settings: ServerSettings) -> RequestLimits:
+    return RequestLimits(
+        max_tensor_elements=settings.max_tensor_elements,
+        max_inputs=settings.max_inputs,
+        max_bytes_element=settings.max_bytes_element,
+        max_load_files=settings.max_load_files,
+        max_load_file_bytes=settings.max_load_file_bytes,
+        max_streams_per_client=settings.max_streams_per_client,
+    )
 
 
 def _listen(host: str, port: int, what: str) -> socket.socket:
@@ -255,9 +290,9 @@ def _start_metrics(port: int, host: str, registry: Any) -> None:
 
 def run(settings: ServerSettings, **kwargs: Any) -> None:
     """Run the server until a signal; uses uvloop when it is installed."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # uvicorn's TRACE is level 5; logging knows the name only once uvicorn has logged.
+    level = 5 if settings.log_level == "trace" else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
 

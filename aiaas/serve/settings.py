@@ -87,7 +87,7 @@ class ServerSettings(BaseSettings):
         2.0, gt=0, description="How often --model URIs are resolved again."
     )
     admin_token: str | None = Field(
-        None, description="Bearer token for alias changes through /v2/registry."
+        None, description="Bearer token every admin action (load, unload, shm, registry) needs."
     )
     api_key: str | None = Field(
         None, description="Bearer key the OpenAI routes (/v1) require (none: open)."
@@ -96,6 +96,34 @@ class ServerSettings(BaseSettings):
         False,
         description="Every inference answer names the model version that computed it "
         "(header / gRPC trailing metadata aiaas-model-version).",
+    )
+    allow_open_admin: bool = Field(
+        False, description="Serve beyond loopback with admin actions open to all (no token)."
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain): HTTPS and gRPC TLS.")
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert.")
+    max_header_bytes: int = Field(
+        16 * 1024, gt=0, description="Largest request line + headers (HTTP): over it, 431."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers (HTTP, gRPC)."
+    )
+    body_timeout_s: float = Field(
+        120.0, gt=0, description="Time a client has to send a request's body (HTTP)."
+    )
+    max_tensor_elements: int = Field(
+        16 * 1024 * 1024, gt=0, description="Most elements in one input tensor."
+    )
+    max_inputs: int = Field(64, gt=0, description="Most inputs (and outputs) in one request.")
+    max_bytes_element: int = Field(
+        16 * 1024 * 1024, gt=0, description="Longest single element of a BYTES tensor."
+    )
+    max_load_files: int = Field(64, ge=0, description="Most file: parameters in a load request.")
+    max_load_file_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Total size of the files in one load request."
+    )
+    max_streams_per_client: int = Field(
+        16, gt=0, description="Open streams (SSE, gRPC) one client address may hold at once."
     )
 
     @field_validator("load_model", "model", mode="before")

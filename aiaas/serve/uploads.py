@@ -39,8 +39,13 @@ def check_path(relative: str) -> PurePosixPath:
     path = PurePosixPath(relative)
     if not relative or path.is_absolute() or relative.startswith("\\"):
         raise InvalidArgument(f"file '{relative}': the path must be relative to the model folder")
-    if any(part in ("..", ".") for part in path.parts) or "\x00" in relative:
-        raise InvalidArgument(f"file '{relative}': '..', '.' and NUL are not allowed in a path")
+    # The raw parts: PurePosixPath drops '.' and empty parts, which must not pass unseen.
+    parts = relative.split("/")
+    if any(part in ("..", ".", "") for part in parts) or "\x00" in relative or "\\" in relative:
+        raise InvalidArgument(
+            f"file '{relative}': '..', '.' and NUL are not allowed in a path "
+            "(nor '\\' or empty parts)"
+        )
     if len(relative.encode()) > MAX_PATH_BYTES:
         raise InvalidArgument(f"file path is longer than {MAX_PATH_BYTES} bytes")
     for part in path.parts:

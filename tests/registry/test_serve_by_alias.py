@@ -147,14 +147,19 @@ def test_alias_moves_under_load_fail_no_request(serve, register, cli):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-@pytest.mark.parametrize(("host", "status"), [("127.0.0.1", 200), ("0.0.0.0", 403)])
-def test_without_a_token_only_a_loopback_server_takes_writes(
-    serve, register, cli, registry, host, status
+@pytest.mark.parametrize(
+    ("flags", "status"),
+    [(("--host", "127.0.0.1"), 200), (("--host", "0.0.0.0", "--allow-open-admin"), 200)],
+)
+def test_without_a_token_a_loopback_or_explicitly_open_server_takes_writes(
+    serve, register, cli, registry, flags, status
 ):
+    """(A server beyond loopback with no token and no --allow-open-admin does not start:
+    tests/serve/test_security_admin.py.)"""
     register("mlp", 1)
     register("mlp", 2)
     cli("alias", "set", "mlp", "production", 1)
-    server = serve(PRODUCTION, flags=("--host", host))
+    server = serve(PRODUCTION, flags=flags)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/v2/registry/models/mlp").json()["aliases"] == {"production": 1}
         response = client.put(ALIAS_URL, json={"version": 2})

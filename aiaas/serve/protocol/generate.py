@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aiaas.errors import AiaasError, InvalidArgument
+from aiaas.serve.limits import StreamSlots
 from aiaas.serve.llm.types import SamplingParams
 from aiaas.serve.protocol import generation, sse
 from aiaas.serve.protocol.generation import Job
@@ -91,10 +92,16 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 class GenerateFrontEnd:
     def __init__(
-        self, repository: ModelRepository, *, read_body: BodyReader, provenance_header: bool = False
+        self,
+        repository: ModelRepository,
+        *,
+        read_body: BodyReader,
+        streams: StreamSlots,
+        provenance_header: bool = False,
     ) -> None:
         self.repository = repository
         self.read_body = read_body
+        self.streams = streams
         self.provenance_header = provenance_header
 
     def routes(self) -> list[Route]:
@@ -130,10 +137,16 @@ class GenerateFrontEnd:
         return _json({**head, "text_output": text}, headers=headers)
 
     async def stream(self, request: Request) -> Response:
-        head, streams, headers = await self._start(request)
+        release = self.streams.acquire(request.client.host if request.client else None)
+        try:
+            head, streams, headers = await self._start(request)
+        except BaseException:
+            release()
+            raise
         if not streams:
+            release()
             return Response(status_code=499)
-        return sse.EventStreamResponse(_events(head, streams), headers)
+        return sse.EventStreamResponse(_events(head, streams), headers, on_close=release)
 
 
 def _parse(body: bytes) -> GenerateRequest:

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from aiaas.admin import AdminGuard
 from aiaas.errors import AiaasError, InvalidArgument, NotFound
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import grpc_codec as codec
@@ -78,12 +79,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     TraceSetting = _unimplemented("TraceSetting")
     LogSettings = _unimplemented("LogSettings")
 
-    def __init__(self, dataplane: DataPlane, *, provenance_header: bool = False) -> None:
+    def __init__(
+        self, dataplane: DataPlane, admin: AdminGuard, *, provenance_header: bool = False
+    ) -> None:
         self.dataplane = dataplane
+        self.admin = admin
         #: Answers name the version that computed them in trailing metadata.
         self.provenance_header = provenance_header
         #: Set when the server begins to stop: open streams take no more requests.
         self.stopping = asyncio.Event()
+
+    def _authorize(self, context: Context, action: str) -> None:
+        """Admin RPCs: the token comes as `authorization` metadata, as HTTP's header."""
+        metadata = dict(context.invocation_metadata() or ())
+        self.admin.check(metadata.get("authorization"), peer_host(context.peer()), action)
 
     # ---- health and metadata -------------------------------------------------------
 
@@ -152,6 +161,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
+        self._authorize(context, "loading a model")
         parameters = codec.decode_parameters(request.parameters)
         await self.dataplane.load(request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
@@ -160,6 +170,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
+        self._authorize(context, "unloading a model")
         await self.dataplane.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
@@ -176,6 +187,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def SystemSharedMemoryRegister(
         self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
     ) -> pb.SystemSharedMemoryRegisterResponse:
+        self._authorize(context, "registering shared memory")
         if not request.name:
             raise InvalidArgument("a shared memory region needs a non-empty 'name'")
         self.dataplane.shared_memory.register(
@@ -187,6 +199,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def SystemSharedMemoryUnregister(
         self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
     ) -> pb.SystemSharedMemoryUnregisterResponse:
+        self._authorize(context, "unregistering shared memory")
         # As Triton: an empty name unregisters every region.
         self.dataplane.shared_memory.unregister(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
@@ -204,6 +217,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def CudaSharedMemoryRegister(
         self, request: pb.CudaSharedMemoryRegisterRequest, context: Context
     ) -> pb.CudaSharedMemoryRegisterResponse:
+        self._authorize(context, "registering shared memory")
         self.dataplane.cuda_shared_memory.register(request.name)
         return pb.CudaSharedMemoryRegisterResponse()
 
@@ -211,6 +225,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def CudaSharedMemoryUnregister(
         self, request: pb.CudaSharedMemoryUnregisterRequest, context: Context
     ) -> pb.CudaSharedMemoryUnregisterResponse:
+        self._authorize(context, "unregistering shared memory")
         # As Triton: an empty name unregisters every region.
         self.dataplane.cuda_shared_memory.unregister(request.name or None)
         return pb.CudaSharedMemoryUnregisterResponse()
@@ -221,7 +236,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """The answer and the provenance of the version that computed it."""
         version = codec.optional_version(request.model_version)
         self.dataplane.check_addressed(request.model_name, version)
-        infer_request = codec.decode_infer_request(request)
+        infer_request = codec.decode_infer_request(request, self.dataplane.limits)
         response = await self.dataplane.infer(request.model_name, version, infer_request)
         return codec.encode_infer_response(response), response.provenance
 
@@ -240,6 +255,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Requests of a stream run concurrently (so they can share a batch) and are
         answered as they finish; a failed one is reported in ``error_message``, as
         Triton does, and the stream goes on."""
+        try:
+            release = self.dataplane.streams.acquire(peer_host(context.peer()))
+        except AiaasError as error:
+            code, message = status_of(error, "ModelStreamInfer")
+            await context.abort(code, message)
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
         reader = asyncio.create_task(self._read_stream(request_iterator, answers))
         answered_by: dict[str, None] = {}
@@ -250,6 +270,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     answered_by[provenance.string_param] = None
                 yield answer
         finally:
+            release()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -296,6 +317,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 ),
             )
         answers.put_nowait(answer)
+
+
+def peer_host(peer: str | None) -> str | None:
+    """The address of a gRPC peer (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`), no port."""
+    if not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None
+    host, _, _ = rest.rpartition(":")
+    return host.strip("[]") or None
 
 
 async def _until(requests: AsyncIterator[Item], stopping: asyncio.Event) -> AsyncIterator[Item]:

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from aiaas import tensors
 from aiaas.errors import InvalidArgument
 from aiaas.serve import shared_memory
+from aiaas.serve.limits import RequestLimits
 from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
 from aiaas.serve.protocol.proto import model_config_pb2
 from aiaas.serve.types import InferInput, InferRequest, InferResponse, RequestedOutput
@@ -50,12 +51,21 @@ def optional_version(version: str) -> str | None:
 # ---- infer -----------------------------------------------------------------------
 
 
-def decode_infer_request(request: pb.ModelInferRequest) -> InferRequest:
-    """The internal request of a ModelInferRequest (model name and version are the caller's).
+def decode_infer_request(
+    request: pb.ModelInferRequest, limits: RequestLimits | None = None
+) -> InferRequest:
+    """The internal request of a ModelInferRequest (model name and version are the caller's);
+    counts and each tensor's declared size are checked against ``limits`` first.
 
     As Triton's clients send it, raw_input_contents holds one entry per input that is
     not in shared memory, in input order.
     """
+    limits = limits or RequestLimits()
+    limits.check_count(len(request.inputs), "inputs")
+    limits.check_count(len(request.outputs), "requested outputs")
+    for tensor in request.inputs:
+        where = f"input '{tensor.name}'"
+        limits.check_shape(tensors.check_shape(list(tensor.shape), where), where)
     raw = request.raw_input_contents
     shared = [shared_memory.REGION in tensor.parameters for tensor in request.inputs]
     for tensor, in_region in zip(request.inputs, shared, strict=True):

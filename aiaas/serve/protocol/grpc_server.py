@@ -11,10 +11,12 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 
-from aiaas.errors import Unavailable
+from aiaas.admin import AdminGuard
+from aiaas.errors import InvalidArgument, Unavailable
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol.grpc import InferenceServicer
 from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
@@ -54,6 +56,18 @@ def _core_log_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+def tls_files(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None:
+    """(key, certificate chain) in PEM, read once at startup; both or neither."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidArgument("--tls-cert and --tls-key go together: give both or neither")
+    try:
+        return key.read_bytes(), cert.read_bytes()
+    except OSError as error:
+        raise InvalidArgument(f"cannot read {error.filename}: {error.strerror}") from None
+
+
 class GrpcFrontEnd:
     """The gRPC server: built on the running event loop, stopped gracefully once."""
 
@@ -65,13 +79,18 @@ class GrpcFrontEnd:
         port: int,
         max_request_bytes: int,
         provenance_header: bool = False,
+        admin: AdminGuard,
+        tls: tuple[bytes, bytes] | None = None,
+        handshake_timeout_s: float = 10.0,
     ) -> None:
         self.dataplane = dataplane
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.max_request_bytes = max_request_bytes
+        self.tls = tls
+        self.handshake_timeout_s = handshake_timeout_s
         self._server: grpc.aio.Server | None = None
-        self._servicer = InferenceServicer(dataplane, provenance_header=provenance_header)
+        self._servicer = InferenceServicer(dataplane, admin, provenance_header=provenance_header)
         self._stopping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -95,13 +114,22 @@ class GrpcFrontEnd:
                 # gRPC shares a port between processes by default; a second server on a
                 # taken port must fail, as the HTTP one does, not split the traffic.
                 ("grpc.so_reuseport", 0),
+                # A client too slow to finish the HTTP/2 (and TLS) handshake is dropped.
+                ("grpc.server_handshake_timeout_ms", int(self.handshake_timeout_s * 1000)),
+                # Pings find clients that vanished without closing, so their streams end.
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
             ]
         )
         servicer = self._servicer
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         try:
             with _core_log_silenced():
-                server.add_insecure_port(self.address)
+                if self.tls is None:
+                    server.add_insecure_port(self.address)
+                else:
+                    credentials = grpc.ssl_server_credentials([self.tls])
+                    server.add_secure_port(self.address, credentials)
         except RuntimeError:
             raise Unavailable(
                 f"cannot listen for gRPC on {self.address}: the port is in use"

@@ -179,19 +179,42 @@ class OpenAIFrontEnd:
         token, so its provenance is the answer's."""
         meta = bodies.Meta(f"{fmt.id_prefix}{uuid.uuid4().hex}", int(time.time()), body.model)
         headers = self._headers(loaded.provenance.header)
+        if body.stream:
+            return await self._stream(request, loaded.engine, body, jobs, fmt, meta, headers)
         streams = await sse.unless_disconnected(
             generation.start(loaded.engine, jobs), request.receive
         )
         if streams is None:
             return Response(status_code=499)
         choices = [bodies.Choice(job.index) for job in jobs]
-        if body.stream:
-            events = _events(fmt, meta, streams, choices, body.n, body.include_usage)
-            return sse.EventStreamResponse(events, headers)
         collected = await sse.unless_disconnected(_collect(streams, choices), request.receive)
         if collected is None:
             return Response(status_code=499)
         return _json(bodies.answer(fmt, meta, collected, body.n), headers=headers)
+
+    async def _stream(
+        self,
+        request: Request,
+        engine: Any,
+        body: CompletionRequest | ChatCompletionRequest,
+        jobs: list[Job],
+        fmt: bodies.Format,
+        meta: bodies.Meta,
+        headers: dict[str, str],
+    ) -> Response:
+        """Server-sent events, holding one of the client's stream slots until they end."""
+        release = self.dataplane.streams.acquire(request.client.host if request.client else None)
+        try:
+            streams = await sse.unless_disconnected(generation.start(engine, jobs), request.receive)
+        except BaseException:
+            release()
+            raise
+        if streams is None:
+            release()
+            return Response(status_code=499)
+        choices = [bodies.Choice(job.index) for job in jobs]
+        events = _events(fmt, meta, streams, choices, body.n, body.include_usage)
+        return sse.EventStreamResponse(events, headers, on_close=release)
 
     # ---- embeddings ------------------------------------------------------------------
 

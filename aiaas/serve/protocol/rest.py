@@ -21,7 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge
+from aiaas.admin import AdminGuard
+from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge, Unauthenticated
 from aiaas.serve import uploads
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import http_encoding, rest_codec
@@ -47,7 +48,10 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 def error_response(error: AiaasError) -> Response:
-    return json_response({"error": error.message}, error.http_status)
+    response = json_response({"error": error.message}, error.http_status)
+    if isinstance(error, Unauthenticated):
+        response.headers["www-authenticate"] = "Bearer"
+    return response
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -67,11 +71,22 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 class RestFrontEnd:
     def __init__(
-        self, dataplane: DataPlane, *, max_request_bytes: int, provenance_header: bool = False
+        self,
+        dataplane: DataPlane,
+        *,
+        max_request_bytes: int,
+        admin: AdminGuard,
+        provenance_header: bool = False,
     ) -> None:
         self.dataplane = dataplane
         self.max_request_bytes = max_request_bytes
+        self.admin = admin
         self.provenance_header = provenance_header
+
+    def _authorize(self, request: Request, action: str) -> None:
+        """Admin actions: checked before the body is read."""
+        client = request.client.host if request.client else None
+        self.admin.check(request.headers.get("authorization"), client, action)
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{model}"
@@ -155,7 +170,9 @@ class RestFrontEnd:
                 body, _text(headers.get(b"content-encoding")), self.max_request_bytes
             )
             header_length = _parse_header_length(headers.get(_HEADER_LENGTH_NAME))
-            infer_request = rest_codec.decode_infer_request(body, header_length)
+            infer_request = rest_codec.decode_infer_request(
+                body, header_length, self.dataplane.limits
+            )
             response = await self.dataplane.infer(model, version, infer_request)
             content, json_length = rest_codec.encode_infer_response(response, infer_request)
         except AiaasError as error:
@@ -267,6 +284,7 @@ class RestFrontEnd:
         return json_response(self.dataplane.repository.index(ready_only))
 
     async def load(self, request: Request) -> Response:
+        self._authorize(request, "loading a model")
         body = await self.read_body(request)
         options = rest_codec.loads_json(body) if body.strip() else {}
         if not isinstance(options, dict):
@@ -279,6 +297,7 @@ class RestFrontEnd:
         return Response(status_code=200)
 
     async def unload(self, request: Request) -> Response:
+        self._authorize(request, "unloading a model")
         await self.read_body(request)
         await self.dataplane.unload(request.path_params["model"])
         return Response(status_code=200)
@@ -290,6 +309,7 @@ class RestFrontEnd:
         return json_response(self.dataplane.shared_memory.status(region))
 
     async def shm_register(self, request: Request) -> Response:
+        self._authorize(request, "registering shared memory")
         options = rest_codec.loads_json(await self.read_body(request))
         if not isinstance(options, dict):
             raise InvalidArgument("the register body must be a JSON object")
@@ -302,6 +322,7 @@ class RestFrontEnd:
         return Response(status_code=200)
 
     async def shm_unregister(self, request: Request) -> Response:
+        self._authorize(request, "unregistering shared memory")
         await self.read_body(request)
         self.dataplane.shared_memory.unregister(request.path_params.get("region"))
         return Response(status_code=200)
@@ -313,11 +334,13 @@ class RestFrontEnd:
         return json_response(self.dataplane.cuda_shared_memory.status(region))
 
     async def cuda_shm_register(self, request: Request) -> Response:
+        self._authorize(request, "registering shared memory")
         await self.read_body(request)
         self.dataplane.cuda_shared_memory.register(request.path_params["region"])
         return Response(status_code=200)
 
     async def cuda_shm_unregister(self, request: Request) -> Response:
+        self._authorize(request, "unregistering shared memory")
         await self.read_body(request)
         self.dataplane.cuda_shared_memory.unregister(request.path_params.get("region"))
         return Response(status_code=200)

@@ -16,6 +16,7 @@ import orjson
 from aiaas import tensors
 from aiaas.errors import InvalidArgument
 from aiaas.serve import shared_memory
+from aiaas.serve.limits import RequestLimits
 from aiaas.serve.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -30,8 +31,12 @@ def loads_json(body: bytes | memoryview, what: str = "request body") -> Any:
         raise InvalidArgument(f"malformed JSON in the {what}: {error}") from None
 
 
-def decode_infer_request(body: bytes, header_length: int | None = None) -> InferRequest:
-    """Decode a V2 infer request body (JSON, or JSON header + binary tensors)."""
+def decode_infer_request(
+    body: bytes, header_length: int | None = None, limits: RequestLimits | None = None
+) -> InferRequest:
+    """Decode a V2 infer request body (JSON, or JSON header + binary tensors); each
+    tensor's declared size is checked against ``limits`` before its data is decoded."""
+    limits = limits or RequestLimits()
     if header_length is not None and not 0 <= header_length <= len(body):
         raise InvalidArgument(
             f"Inference-Header-Content-Length {header_length} is outside the body "
@@ -45,24 +50,29 @@ def decode_infer_request(body: bytes, header_length: int | None = None) -> Infer
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidArgument("'inputs' must be a non-empty list of tensors")
+    limits.check_count(len(raw_inputs), "inputs")
     offset = header_end
     inputs: list[InferInput] = []
     for index, raw in enumerate(raw_inputs):
-        item, offset = _decode_input(raw, index, view, offset)
+        item, offset = _decode_input(raw, index, view, offset, limits)
         inputs.append(item)
     if offset != len(body):
         raise InvalidArgument(
             f"the body has {len(body) - offset} bytes of binary data that no input claims"
         )
+    outputs = _decode_outputs(header.get("outputs"))
+    limits.check_count(len(outputs or ()), "requested outputs")
     return InferRequest(
         inputs=inputs,
-        outputs=_decode_outputs(header.get("outputs")),
+        outputs=outputs,
         id=_optional_str(header.get("id"), "id"),
         parameters=_parameters(header.get("parameters"), "parameters"),
     )
 
 
-def _decode_input(raw: Any, index: int, body: memoryview, offset: int) -> tuple[InferInput, int]:
+def _decode_input(
+    raw: Any, index: int, body: memoryview, offset: int, limits: RequestLimits
+) -> tuple[InferInput, int]:
     where = f"inputs[{index}]"
     if not isinstance(raw, dict):
         raise InvalidArgument(f"{where} must be a JSON object")
@@ -75,6 +85,7 @@ def _decode_input(raw: Any, index: int, body: memoryview, offset: int) -> tuple[
         raise InvalidArgument(f"{where}: 'datatype' must be a string")
     tensors.numpy_dtype(datatype)
     shape = tensors.check_shape(raw.get("shape"), where)
+    limits.check_shape(shape, where)
     parameters = _parameters(raw.get("parameters"), f"{where} parameters")
     binary_size = parameters.get("binary_data_size")
     if binary_size is not None:

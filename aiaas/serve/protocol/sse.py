@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -55,20 +55,25 @@ async def unless_disconnected(work: Awaitable[Result], receive: Receive) -> Resu
 
 
 class EventStreamResponse(Response):
-    """Streams ``events`` (already framed) and stops them when the client disconnects."""
+    """Streams ``events`` (already framed) and stops them when the client disconnects;
+    ``on_close`` runs once the stream has ended, however it ended (a stream slot)."""
 
     def __init__(
-        self, events: AsyncIterator[bytes], extra_headers: Mapping[str, str] | None = None
+        self,
+        events: AsyncIterator[bytes],
+        extra_headers: Mapping[str, str] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(status_code=200)
         self.events = events
         self.extra_headers = [(k.encode(), v.encode()) for k, v in (extra_headers or {}).items()]
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [*_HEADERS, *self.extra_headers]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
         watcher = asyncio.ensure_future(_disconnected(receive))
         try:
+            headers = [*_HEADERS, *self.extra_headers]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             while True:
                 step = asyncio.ensure_future(anext(self.events))
                 await asyncio.wait({step, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -85,4 +90,8 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
-            await self.events.aclose()  # type: ignore[attr-defined]
+            try:
+                await self.events.aclose()  # type: ignore[attr-defined]
+            finally:
+                if self.on_close is not None:
+                    self.on_close()
