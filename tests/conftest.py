@@ -7,7 +7,6 @@ refuses two definitions of one symbol in one process.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from ports import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from processes import ROOT, server_env
 
 
 class ServerProcess:
@@ -41,7 +39,7 @@ class ServerProcess:
         ]  # fmt: skip
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env()
+            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env()
         )
         self._wait(wait_ready)
 
@@ -78,13 +76,6 @@ class ServerProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
 
 
 @pytest.fixture

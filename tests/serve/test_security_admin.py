@@ -11,9 +11,9 @@ import sys
 import httpx
 import pytest
 import tritonclient.grpc as grpcclient
-from conftest import ROOT, _env
 from models import add_sub, save
 from ports import free_port
+from processes import ROOT, server_env
 from tritonclient.utils import InferenceServerException
 
 TOKEN = "s3cret-admin-token-7f9a"
@@ -100,7 +100,7 @@ def test_a_loopback_server_without_a_token_keeps_admin_actions_open(repo, start_
 def _serve(*flags: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "aiaas.cli", "serve", *flags]
     return subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=60, check=False
+        command, capture_output=True, text=True, cwd=ROOT, env=server_env(), timeout=60, check=False
     )
 
 

@@ -18,13 +18,13 @@ import openai
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import ROOT, _env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from models import add_sub, save
 from ports import free_port
+from processes import ROOT, server_env
 from tritonclient.utils import InferenceServerException
 
 TOKEN = "tls-admin-token-4d2e"
@@ -87,7 +87,7 @@ def tls_server(module_tmp, certs):
             "--tls-cert", str(certs["cert"]), "--tls-key", str(certs["key"]),
             "--model-control-mode", "explicit", "--load-model", "*", "--admin-token", TOKEN,
         ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=_env(),
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env(),
     )  # fmt: skip
     context = ssl.create_default_context(cafile=str(certs["ca"]))
     url = f"https://127.0.0.1:{http_port}"
@@ -191,7 +191,7 @@ def test_half_a_tls_configuration_is_one_line_and_exit_2(certs, given):
             "--http-port", str(free_port()), "--grpc-port", str(free_port()),
             flag, str(certs["cert"] if flag == "--tls-cert" else certs["key"]),
         ],
-        capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=60, check=False,
+        capture_output=True, text=True, cwd=ROOT, env=server_env(), timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert result.stderr == "error: --tls-cert and --tls-key go together: give both or neither\n"
