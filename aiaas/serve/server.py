@@ -27,6 +27,7 @@ from starlette.routing import Route
 from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.protocol import openapi
 from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc_server import GrpcFrontEnd
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
@@ -104,6 +105,7 @@ class Server:
                 *self.openai.routes(),
                 *registry_routes,
                 Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/openapi.json", self._openapi, methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_error},
             lifespan=self._lifespan,
@@ -111,6 +113,9 @@ class Server:
 
     async def _metrics(self, request: Request) -> Response:
         return Response(metrics.exposition(self.metrics), media_type=metrics.CONTENT_TYPE)
+
+    async def _openapi(self, request: Request) -> Response:
+        return json_response(openapi.build_document(registry=self.registry is not None))
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
