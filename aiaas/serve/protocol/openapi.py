@@ -34,6 +34,16 @@ _ERROR_TEXT = {
 }
 
 
+def _event_stream(description: str) -> dict[str, Any]:
+    """Server-sent events; the schema is that of one event (OpenAPI 3.2's itemSchema)."""
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+    }
+    return {"text/event-stream": {"schema": event, "description": description}}
+
+
 def _json(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -200,8 +210,8 @@ def _infer(operation_id: str) -> Operation:
 def _generate(operation_id: str, *, stream: bool) -> Operation:
     if stream:
         answer = {
-            "description": "Server-sent events, one 'data: <GenerateResponse>' per piece.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "The generated text as it comes.",
+            "content": _event_stream("One 'data: <GenerateResponse>' event per piece."),
         }
     else:
         answer = _ok("The generated text.", ref("GenerateResponse"))
@@ -315,11 +325,7 @@ def _openai_paths() -> dict[str, dict[str, Operation]]:
     def generation(operation_id: str, body: str, answer: str) -> Operation:
         content = {
             **_json(ref(answer)),
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                "description": "With 'stream': chunks as 'data: <json>' events, then "
-                "'data: [DONE]'.",
-            },
+            **_event_stream("With 'stream': chunks as 'data: <json>' events, then 'data: [DONE]'."),
         }
         return _op(
             operation_id,
