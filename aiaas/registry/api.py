@@ -35,7 +35,14 @@ from aiaas.registry.records import (
 from aiaas.registry.signature import read_signature
 from aiaas.registry.sql_store import SqlStore
 from aiaas.registry.store import AbstractStore
-from aiaas.registry.uri import ModelUri, check_alias, check_name, parse_uri, parse_version_uri
+from aiaas.registry.uri import (
+    ModelUri,
+    check_alias,
+    check_name,
+    check_version,
+    parse_uri,
+    parse_version_uri,
+)
 
 ENV_ARTIFACT_ROOT = "AIAAS_ARTIFACT_ROOT"
 RUN_ID_MAX = 256
@@ -218,7 +225,7 @@ class Registry:
 
     # --- aliases ------------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        self.store.set_alias(check_name(name), check_alias(alias), version)
+        self.store.set_alias(check_name(name), check_alias(alias), check_version(version))
         return self.store.get_version(name, version)
 
     def delete_alias(self, name: str, alias: str) -> None:

@@ -31,6 +31,7 @@ from aiaas.serve.protocol import openapi
 from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc_server import GrpcFrontEnd
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
+from aiaas.serve.protocol.openai_errors import OpenAIError, envelope
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
@@ -211,6 +212,13 @@ class _HttpServer(uvicorn.Server):
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = error.detail if error.status_code != 404 else f"no route for {request.url.path}"
+    if request.url.path.startswith("/v1/"):
+        # A /v1 path no route pattern matches (a newline in it escapes `{rest:path}`)
+        # is still answered in OpenAI's shape, as every other /v1 error is.
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        return json_response(
+            envelope(OpenAIError(message, status=error.status_code)), error.status_code
+        )
     return json_response({"error": detail}, error.status_code)
 
 

@@ -42,3 +42,15 @@ def test_a_config_number_out_of_range_fails_that_model_not_the_server(tmp_path, 
         assert load.status_code == 400
         assert "out of range" in load.json()["error"]
         assert client.get("/v2/health/live").json() == {"live": True}
+
+
+def test_a_v1_path_no_route_matches_is_answered_in_openais_shape(explicit_server):
+    # schemathesis: a newline in /v1/models/{model} escaped the `path` pattern of every
+    # /v1 route, and the 404 came in V2's shape to an OpenAI client.
+    answer = httpx.get(f"{explicit_server.url}/v1/models/a%0Ab", timeout=30)
+    assert answer.status_code == 404
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("Invalid URL (GET /v1/models/a")
+    v2 = httpx.get(f"{explicit_server.url}/v2/nowhere", timeout=30)
+    assert v2.json() == {"error": "no route for /v2/nowhere"}
