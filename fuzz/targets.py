@@ -22,6 +22,7 @@ from aiaas.registry import uri
 from aiaas.serve import config, serving_config
 from aiaas.serve.protocol import http_encoding, openai_schema, rest_codec
 from aiaas.tensors import TensorSpec
+from fuzz import chat
 
 Target = Callable[[bytes], None]
 #: Small enough that a fuzzed gzip bomb is refused quickly, as the server refuses it.
@@ -126,8 +127,6 @@ def registry_uri(data: bytes) -> None:
 def chat_template(data: bytes) -> None:
     """A chat template (before the first NUL) rendered for fuzzed messages (after it);
     byte 0 picks a real template instead when the input holds no NUL."""
-    from fuzz import chat
-
     if not data:
         return
     template, _, rest = data.partition(b"\x00")
@@ -143,8 +142,6 @@ def chat_template(data: bytes) -> None:
 def tokenizer_input(data: bytes) -> None:
     """A completions body as the OpenAI front end parses it, each prompt tokenized and
     decoded back as the engine does."""
-    from fuzz import chat
-
     body = openai_schema.parse(openai_schema.CompletionRequest, data)
     tokenizer = chat.tokenizer(chat.TEMPLATES[0])
     for prompt in body.prompts():
