@@ -54,3 +54,26 @@ def test_a_v1_path_no_route_matches_is_answered_in_openais_shape(explicit_server
     assert error["message"].startswith("Invalid URL (GET /v1/models/a")
     v2 = httpx.get(f"{explicit_server.url}/v2/nowhere", timeout=30)
     assert v2.json() == {"error": "no route for /v2/nowhere"}
+
+
+def test_a_negative_seed_samples_reproducibly_instead_of_failing(tmp_path, start_server):
+    # schemathesis: {"model": "tiny", "seed": -9487994, ...} on /v1/chat/completions was
+    # a 500: numpy's generator refuses negative seeds, OpenAI's API allows them.
+    from tiny_llama import write_tiny_llama
+
+    write_tiny_llama(tmp_path / "repo", "tiny", 1, context_length=48)
+    server = start_server(tmp_path / "repo")
+    body = {"model": "tiny", "prompt": "The capital", "max_tokens": 8, "temperature": 1.0}
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        texts = []
+        for seed in (-9487994, -9487994, 2**64 - 9487994):
+            answer = client.post("/v1/completions", json={**body, "seed": seed, "n": 2})
+            assert answer.status_code == 200, answer.text
+            texts.append([choice["text"] for choice in answer.json()["choices"]])
+        assert texts[0] == texts[1] == texts[2]
+        chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "seed": -1}
+        assert (
+            client.post("/v1/chat/completions", json={**chat, "max_tokens": 4}).status_code == 200
+        )
+        generate = {"text_input": "hi", "parameters": {"seed": -5, "max_tokens": 4}}
+        assert client.post("/v2/models/tiny/generate", json=generate).status_code == 200

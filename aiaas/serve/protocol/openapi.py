@@ -320,7 +320,7 @@ def _shared_memory_paths(prefix: str, kind: str, register_body: str) -> dict[str
 
 def _openai_paths() -> dict[str, dict[str, Operation]]:
     errors = _errors((400, 401, 404, 413, 429, 503), "OpenAIError")
-    security = [{}, {"bearerAuth": []}]
+    security: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
 
     def generation(operation_id: str, body: str, answer: str) -> Operation:
         content = {
@@ -390,7 +390,7 @@ def _registry_paths() -> dict[str, dict[str, Operation]]:
     alias = f"{model}/aliases/{{alias}}"
     reads = _errors((400, 404))
     writes = _errors((400, 401, 403, 404, 409))
-    security = [{}, {"bearerAuth": []}]
+    security: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
     name_link = {"name": "$request.path.name"}
     alias_link = {
         "operationId": "registryGetAlias",
