@@ -1,8 +1,9 @@
 """Hypothesis-generated gRPC messages against the real server: valid protobuf, hostile
 content (huge and negative dims, shape and data disagreeing, unknown datatypes, mixed
 content fields, raw_input_contents that do not match, thousands of inputs, odd
-parameters). Every answer is a clean status a client can act on, never UNKNOWN or
-INTERNAL, and the server keeps answering.
+parameters), and valid requests with one or two of those mistakes, which reach the
+model checks, the batcher and ONNX Runtime. Every answer is a clean status a client can
+act on, never UNKNOWN or INTERNAL, and the server keeps answering.
 
 AIAAS_FUZZ_EXAMPLES raises the example count (`make fuzz`)."""
 
@@ -93,11 +94,19 @@ def contents(draw: st.DrawFn, tensor) -> None:
         getattr(tensor.contents, name).extend(values)
 
 
+SERVED = st.sampled_from(MODELS)
+ANY_MODEL = st.one_of(st.sampled_from([*MODELS, "missing", ""]), st.text(max_size=10))
+NO_VERSION = st.just("")
+ANY_VERSION = st.sampled_from(["", "1", "2", "0", "-1", "x", "99999999999999999999"])
+
+
 @st.composite
-def infer_requests(draw: st.DrawFn) -> service_pb2.ModelInferRequest:
+def infer_requests(
+    draw: st.DrawFn, names: st.SearchStrategy[str] = SERVED, versions=NO_VERSION
+) -> service_pb2.ModelInferRequest:
     request = service_pb2.ModelInferRequest(
-        model_name=draw(st.one_of(st.sampled_from([*MODELS, "missing"]), st.text(max_size=10))),
-        model_version=draw(st.sampled_from(["", "1", "2", "0", "-1", "x"])),
+        model_name=draw(names),
+        model_version=draw(versions),
         id=draw(st.text(max_size=8)),
     )
     for _ in range(draw(st.integers(0, 4))):
@@ -115,6 +124,55 @@ def infer_requests(draw: st.DrawFn) -> service_pb2.ModelInferRequest:
     for _ in range(draw(st.integers(0, 2))):
         output = request.outputs.add(name=draw(NAMES))
         draw(parameters(output.parameters))
+    draw(parameters(request.parameters))
+    return request
+
+
+#: Each served model's inputs: (name, datatype); every one is [batch, 4].
+MODEL_INPUTS = {
+    "add_sub": [("a", "INT32"), ("b", "INT32")],
+    **{f"identity_{d.lower()}": [("x", d)] for d in ("BYTES", "FP16", "INT8", "UINT64")},
+}
+MUTATIONS = ["none", "dim", "datatype", "drop", "duplicate", "raw_size", "contents", "output"]
+
+
+def _valid_raw(datatype: str, count: int) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(len(b"ab").to_bytes(4, "little") + b"ab" for _ in range(count))
+    size = {"INT32": 4, "FP16": 2, "INT8": 1, "UINT64": 8}[datatype]
+    return bytes(count * size)
+
+
+@st.composite
+def nearly_valid_requests(draw: st.DrawFn) -> service_pb2.ModelInferRequest:
+    """A valid request for a served model with one or two things wrong: the messages
+    that get past the decoder to the model checks, the batcher and the runtime."""
+    model = draw(SERVED)
+    request = service_pb2.ModelInferRequest(model_name=model)
+    rows = draw(st.integers(0, 6))
+    for name, datatype in MODEL_INPUTS[model]:
+        request.inputs.add(name=name, datatype=datatype, shape=[rows, 4])
+        request.raw_input_contents.append(_valid_raw(datatype, rows * 4))
+    for mutation in draw(st.lists(st.sampled_from(MUTATIONS), min_size=1, max_size=2)):
+        tensor = request.inputs[draw(st.integers(0, len(request.inputs) - 1))]
+        raw_index = list(request.inputs).index(tensor)
+        if mutation == "dim":
+            tensor.shape[draw(st.integers(0, 1))] = draw(DIM)
+        elif mutation == "datatype":
+            tensor.datatype = draw(st.sampled_from(DATATYPES))
+        elif mutation == "drop" and len(request.inputs) > 1:
+            del request.inputs[raw_index]
+            del request.raw_input_contents[raw_index]
+        elif mutation == "duplicate":
+            request.inputs.add().CopyFrom(tensor)
+            request.raw_input_contents.append(request.raw_input_contents[raw_index])
+        elif mutation == "raw_size":
+            request.raw_input_contents[raw_index] = draw(st.binary(max_size=40))
+        elif mutation == "contents":
+            draw(contents(tensor))
+        elif mutation == "output":
+            output = request.outputs.add(name=draw(NAMES))
+            draw(parameters(output.parameters))
     draw(parameters(request.parameters))
     return request
 
@@ -139,10 +197,28 @@ def _still_serving(stub) -> None:
     assert answer.raw_output_contents[0] == bytes([1, 254, 3, 252])
 
 
-def test_hostile_infer_messages_get_clean_statuses(stub):
+def test_nearly_valid_infer_messages_get_clean_statuses(stub):
     seen = set()
 
-    @given(infer_requests())
+    @given(nearly_valid_requests())
+    @_rpc_settings(EXAMPLES * 5)
+    def fuzz(request):
+        seen.add(_call(stub.ModelInfer, request))
+
+    fuzz()
+    _still_serving(stub)
+    assert {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} <= seen
+
+
+@pytest.mark.parametrize(
+    ("names", "versions"),
+    [(SERVED, NO_VERSION), (ANY_MODEL, ANY_VERSION)],
+    ids=["served-models", "any-address"],
+)
+def test_hostile_infer_messages_get_clean_statuses(stub, names, versions):
+    seen = set()
+
+    @given(infer_requests(names, versions))
     @_rpc_settings(EXAMPLES * 5)
     def fuzz(request):
         seen.add(_call(stub.ModelInfer, request))
