@@ -176,6 +176,26 @@ def _statistics(operation_id: str) -> Operation:
     )
 
 
+#: Bodies for Triton's add_sub and for a one-input FP32 model, as the V2 spec shows them.
+INFER_EXAMPLES = {
+    "add_sub": {
+        "value": {
+            "inputs": [
+                {"name": "a", "shape": [1, 4], "datatype": "INT32", "data": [1, 2, 3, 4]},
+                {"name": "b", "shape": [1, 4], "datatype": "INT32", "data": [10, 20, 30, 40]},
+            ]
+        }
+    },
+    "binary_output": {
+        "value": {
+            "id": "42",
+            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        }
+    },
+}
+
+
 def _infer(operation_id: str) -> Operation:
     header_length = {
         "name": _HEADER_LENGTH,
@@ -200,7 +220,10 @@ def _infer(operation_id: str) -> Operation:
         requestBody={
             "required": True,
             "content": {
-                **_json(ref("InferenceRequest")),
+                "application/json": {
+                    "schema": ref("InferenceRequest"),
+                    "examples": INFER_EXAMPLES,
+                },
                 "application/octet-stream": binary,
             },
         },
