@@ -49,7 +49,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_EXAMPLES ?= 200
 fuzz: setup
 	AIAAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) AIAAS_FUZZ_STEPS=30 AIAAS_FUZZ_SEED=random \
-	  $(PY) -m pytest -q tests/serve/test_openapi_fuzz.py tests/serve/test_grpc_fuzz.py
+	  $(PY) -m pytest -q --timeout=0 tests/serve/test_openapi_fuzz.py tests/serve/test_grpc_fuzz.py
 	for target in $$($(PY) -m fuzz --list); do \
 	  echo "== atheris: $$target ($(FUZZ_SECONDS) s)"; \
 	  $(PY) -m fuzz $$target -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
