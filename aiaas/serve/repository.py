@@ -349,7 +349,8 @@ def _fingerprints(entry: ModelEntry) -> dict[int, str]:
 
 
 def parse_version(version: str) -> int:
-    if not version.isdigit() or int(version) <= 0:
+    # ASCII digits only: str.isdigit() is true for '²', which int() refuses.
+    if not (version.isascii() and version.isdigit()) or int(version) <= 0:
         raise InvalidArgument(
             f"failed to get model version from specified version string '{version}'"
         )

@@ -77,3 +77,22 @@ def test_a_negative_seed_samples_reproducibly_instead_of_failing(tmp_path, start
         )
         generate = {"text_input": "hi", "parameters": {"seed": -5, "max_tokens": 4}}
         assert client.post("/v2/models/tiny/generate", json=generate).status_code == 200
+
+
+@pytest.mark.parametrize("suffix", ["", "/ready", "/stats", "/config"])
+def test_a_version_of_non_ascii_digits_is_a_400(explicit_server, suffix):
+    # schemathesis: GET /v2/models/probe/versions/%C2%B2/stats was a 500: '²'.isdigit() is
+    # true, int('²') raises ValueError.
+    answer = httpx.get(f"{explicit_server.url}/v2/models/add_sub/versions/%C2%B2{suffix}")
+    assert answer.status_code == 400
+    assert "version string" in answer.json()["error"]
+
+
+def test_a_version_folder_of_non_ascii_digits_is_ignored(tmp_path, start_server):
+    # The same str.isdigit() trap in the repository reader: a folder named '²' beside '1'.
+    models.save(models.add_sub(), tmp_path / "repo", "add_sub")
+    (tmp_path / "repo" / "add_sub" / "\u00b2").mkdir()
+    server = start_server(tmp_path / "repo")
+    answer = httpx.get(f"{server.url}/v2/models/add_sub", timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["versions"] == ["1"]
