@@ -14,7 +14,7 @@ LLAMA_CPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
   -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
   -DGGML_AMX_BF16=OFF
 
-.PHONY: setup run test bench lint format proto audit
+.PHONY: setup run test fuzz bench lint format proto audit
 
 setup: $(STAMP) $(EXAMPLES) $(LLM_EXAMPLE) $(AXE)
 
@@ -49,6 +49,20 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The long fuzzing run (minutes): schemathesis against a live server and hypothesis over
+# gRPC with many random-seeded examples, then each atheris parser target for FUZZ_SECONDS.
+# `make test` runs the same tests briefly with a fixed seed. Findings: crash-* files here.
+FUZZ_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 200
+fuzz: setup
+	AIAAS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) AIAAS_FUZZ_STEPS=30 AIAAS_FUZZ_SEED=random \
+	  $(PY) -m pytest -q --timeout=0 tests/serve/test_openapi_fuzz.py tests/serve/test_grpc_fuzz.py
+	for target in $$($(PY) -m fuzz --list); do \
+	  echo "== atheris: $$target ($(FUZZ_SECONDS) s)"; \
+	  $(PY) -m fuzz $$target -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+	    -print_final_stats=1 || exit 1; \
+	done
 
 # wrk and h2load (Debian) generate the HTTP and gRPC load: C, so they do not eat the server's CPU.
 bench: setup

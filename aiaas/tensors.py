@@ -109,13 +109,25 @@ class TensorSpec:
         return cls(str(data["name"]), str(data["datatype"]), tuple(int(d) for d in data["shape"]))
 
 
+#: numpy's (and ONNX Runtime's) most dimensions a tensor may have.
+MAX_DIMS = 64
+#: A shape whose non-zero dimensions multiply past this describes no array numpy can make,
+#: even with a zero dimension elsewhere (numpy checks the product of the others).
+MAX_NOMINAL_ELEMENTS = 2**56
+
+
 def check_shape(shape: object, where: str) -> tuple[int, ...]:
-    """Validate a client-supplied shape: a list of non-negative integers."""
+    """Validate a client-supplied shape: at most 64 non-negative integers that describe
+    an array numpy can hold."""
     if not isinstance(shape, list | tuple):
         raise InvalidArgument(f"{where}: 'shape' must be a list of integers")
     for dim in shape:
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
             raise InvalidArgument(f"{where}: 'shape' must hold non-negative integers, got {dim!r}")
+    if len(shape) > MAX_DIMS:
+        raise InvalidArgument(f"{where}: 'shape' has {len(shape)} dimensions; at most {MAX_DIMS}")
+    if math.prod(max(dim, 1) for dim in shape) > MAX_NOMINAL_ELEMENTS:
+        raise InvalidArgument(f"{where}: shape {list(shape)} is too large for any tensor")
     return tuple(shape)
 
 
@@ -169,7 +181,18 @@ def from_json_data(data: Any, datatype: str, shape: Sequence[int], where: str) -
         info = np.iinfo(dtype)
         if parsed.min() < info.min or parsed.max() > info.max:
             raise InvalidArgument(f"{where}: 'data' has values outside the range of {datatype}")
+    if dtype.kind == "f":
+        return _floats(parsed, dtype, datatype, where).reshape(shape)
     return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _floats(parsed: np.ndarray, dtype: np.dtype[Any], datatype: str, where: str) -> np.ndarray:
+    """JSON numbers as FP16/FP32: one too large for the type is refused, not made inf."""
+    with np.errstate(over="ignore"):
+        out = parsed.astype(dtype, copy=False)
+    if out.size and not np.isfinite(out).all():
+        raise InvalidArgument(f"{where}: 'data' has values outside the range of {datatype}")
+    return out
 
 
 def _exact_integers(flat: list[Any], dtype: np.dtype[Any], datatype: str, where: str) -> np.ndarray:

@@ -39,7 +39,14 @@ from aiaas.registry.schema import DEVICE_ID_MAX
 from aiaas.registry.signature import read_model_facts
 from aiaas.registry.sql_store import SqlStore
 from aiaas.registry.store import AbstractStore
-from aiaas.registry.uri import ModelUri, check_alias, check_name, parse_uri, parse_version_uri
+from aiaas.registry.uri import (
+    ModelUri,
+    check_alias,
+    check_name,
+    check_version,
+    parse_uri,
+    parse_version_uri,
+)
 
 _DEVICE_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{DEVICE_ID_MAX}}}")
 ENV_ARTIFACT_ROOT = "AIAAS_ARTIFACT_ROOT"
@@ -249,7 +256,7 @@ class Registry:
 
     # --- aliases ------------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        self.store.set_alias(check_name(name), check_alias(alias), version)
+        self.store.set_alias(check_name(name), check_alias(alias), check_version(version))
         return self.store.get_version(name, version)
 
     def delete_alias(self, name: str, alias: str) -> None:

@@ -66,6 +66,14 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def check_version(version: int) -> int:
+    """A version number given as a number (an HTTP body, Python): the range a stored
+    version can have, so a huge one is the caller's mistake, not a database overflow."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 < version <= MAX_VERSION:
+        raise InvalidArgument(f"invalid version {version!r}: expected 1 to {MAX_VERSION}")
+    return version
+
+
 def parse_version(text: str) -> int:
     """A version number as a user types it; 0, negatives and huge numbers are refused."""
     if (

@@ -51,6 +51,8 @@ def parse_pbtxt(text: str) -> pb.ModelConfig:
         text_format.Parse(text, config)
     except text_format.ParseError as error:
         raise InvalidArgument(f"config.pbtxt: {error}") from None
+    except ValueError as error:  # a number the field cannot hold: protobuf says ValueError
+        raise InvalidArgument(f"config.pbtxt: {error}") from None
     return config
 
 

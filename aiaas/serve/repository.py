@@ -192,6 +192,12 @@ class ModelRepository:
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
         """(Re)load a model; on failure the previous versions keep serving."""
+        if name not in self._entries and folder_override is None and name not in self._folders():
+            # Remembering a name the repository never had would answer it 503 "not ready"
+            # instead of 404 from then on, and let clients grow the table without bound.
+            raise InvalidArgument(
+                f"failed to load '{name}': no model folder named '{name}' in the repository"
+            )
         entry = self._entries.setdefault(name, ModelEntry(name))
         async with entry.lock:
             previous_state = entry.state
@@ -369,7 +375,8 @@ def _fingerprints(entry: ModelEntry) -> dict[int, str]:
 
 
 def parse_version(version: str) -> int:
-    if not version.isdigit() or int(version) <= 0:
+    # ASCII digits only: str.isdigit() is true for '²', which int() refuses.
+    if not (version.isascii() and version.isdigit()) or int(version) <= 0:
         raise InvalidArgument(
             f"failed to get model version from specified version string '{version}'"
         )

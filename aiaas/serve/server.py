@@ -29,10 +29,12 @@ from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.limits import RequestLimits
+from aiaas.serve.protocol import openapi
 from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
 from aiaas.serve.protocol.http_connection import bounded_protocol
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
+from aiaas.serve.protocol.openai_errors import OpenAIError, envelope
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
 from aiaas.serve.repository import ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
@@ -137,6 +139,7 @@ class Server:
                 *registry_routes,
                 *self.ui.routes(),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                Route("/openapi.json", self._openapi, methods=["GET"]),
             ],
             exception_handlers={HTTPException: _http_error},
             lifespan=self._lifespan,
@@ -144,6 +147,9 @@ class Server:
 
     async def _metrics(self, request: Request) -> Response:
         return Response(metrics.exposition(self.metrics), media_type=metrics.CONTENT_TYPE)
+
+    async def _openapi(self, request: Request) -> Response:
+        return json_response(openapi.build_document(registry=self.registry is not None))
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -249,6 +255,13 @@ class _HttpServer(uvicorn.Server):
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = error.detail if error.status_code != 404 else f"no route for {request.url.path}"
+    if request.url.path.startswith("/v1/"):
+        # A /v1 path no route pattern matches (a newline in it escapes `{rest:path}`)
+        # is still answered in OpenAI's shape, as every other /v1 error is.
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        return json_response(
+            envelope(OpenAIError(message, status=error.status_code)), error.status_code
+        )
     return json_response({"error": detail}, error.status_code)
 
 

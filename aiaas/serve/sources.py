@@ -92,7 +92,7 @@ def read_model_folder(name: str, path: Path) -> ModelFolder:
     for child in sorted(path.iterdir()) if path.is_dir() else []:
         if not child.is_dir():
             continue
-        if child.name.isdigit() and int(child.name) > 0:
+        if child.name.isascii() and child.name.isdigit() and int(child.name) > 0:
             versions[int(child.name)] = child
         else:
             ignored.append(child.name)

@@ -181,7 +181,7 @@ class LLMEngine:
             prompt_ids=ids,
             params=params,
             max_tokens=completion,
-            rng=np.random.default_rng(params.seed),
+            rng=np.random.default_rng(_seed(params.seed)),
             text=TextStream(self.tokenizer.decode, params.stop),
             deliver=deliver,
         )
@@ -367,6 +367,12 @@ class LLMEngine:
         if rows:
             cache.reset(rows)
         return cache
+
+
+def _seed(seed: int | None) -> int | None:
+    """OpenAI's seed is any integer, negative ones included; numpy's generator takes only
+    non-negative ones, so every integer maps to one (the same one each time)."""
+    return None if seed is None else seed % 2**64
 
 
 def _check_params(params: SamplingParams) -> None:

@@ -17,6 +17,22 @@ from tokenizers import Tokenizer
 
 from aiaas.errors import InvalidArgument
 
+#: What rendering a template can raise for the messages it is given: jinja's errors, and
+#: the plain Python ones its expressions raise (``'a' + 1``, ``1 / 0``, a recursive
+#: macro). vLLM answers the same set with 400.
+_RENDER_ERRORS = (
+    jinja2.TemplateError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    RecursionError,
+)
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
 
 def _raise_exception(message: str) -> None:
     raise InvalidArgument(f"chat template: {message}")
@@ -45,8 +61,8 @@ class ChatTokenizer:
         environment.globals["raise_exception"] = _raise_exception
         try:
             self._template = environment.from_string(chat_template) if chat_template else None
-        except jinja2.TemplateError as error:
-            raise InvalidArgument(f"chat template does not parse: {error}") from None
+        except (jinja2.TemplateError, RecursionError) as error:
+            raise InvalidArgument(f"chat template does not parse: {_describe(error)}") from None
 
     @classmethod
     def from_files(cls, tokenizer_json: Path, generation: Mapping[str, Any]) -> ChatTokenizer:
@@ -90,5 +106,7 @@ class ChatTokenizer:
                 bos_token=self.special_tokens.get("bos") or "",
                 eos_token=self.special_tokens.get("eos") or "",
             )
-        except jinja2.TemplateError as error:
-            raise InvalidArgument(f"chat template failed on these messages: {error}") from None
+        except _RENDER_ERRORS as error:
+            raise InvalidArgument(
+                f"chat template failed on these messages: {_describe(error)}"
+            ) from None
