@@ -20,6 +20,9 @@ from aiaas.serve.protocol.openapi import build_document
 #: Mounted on purpose without an entry: the /v1 fallback that answers any other /v1 path
 #: with OpenAI's 404 (the document's description says so).
 UNDOCUMENTED = {"/v1/{rest}"}
+#: The catalogue's HTML pages, static files and the small JSON API its own pages call
+#: are for the browser, not part of the protocol surface the document describes.
+UNDOCUMENTED_PREFIXES = ("/ui",)
 METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 #: Builds a Server (with a registry when asked) and prints its routes as JSON.
 LIST_ROUTES = """
@@ -33,7 +36,8 @@ if registry:
     extra = {"registry_uri": f"sqlite:///{tmp / 'registry.db'}",
              "artifact_root": str(tmp / "artifacts"), "registry_cache_dir": tmp / "cache"}
 server = Server(ServerSettings(model_repository=tmp / "repo", grpc_port=0, **extra))
-print(json.dumps([[r.path, sorted(r.methods or ())] for r in server.http_app().routes]))
+print(json.dumps([[r.path, sorted(getattr(r, "methods", None) or ())]
+                  for r in server.http_app().routes]))
 if server.registry is not None:
     server.registry.close()
 """
@@ -54,7 +58,11 @@ def mounted(tmp_path, *, registry: bool) -> set[tuple[str, str]]:
     for path, methods in json.loads(listed.stdout.strip().splitlines()[-1]):
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
         for method in methods:
-            if method != "HEAD" and path not in UNDOCUMENTED:
+            if (
+                method != "HEAD"
+                and path not in UNDOCUMENTED
+                and not path.startswith(UNDOCUMENTED_PREFIXES)
+            ):
                 found.add((path, method.lower()))
     return found
 

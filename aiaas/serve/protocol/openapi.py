@@ -22,6 +22,9 @@ _SHM = "/v2/systemsharedmemory"
 _CUDA_SHM = "/v2/cudasharedmemory"
 _REGISTRY = "/v2/registry/models"
 _HEADER_LENGTH = "Inference-Header-Content-Length"
+#: Admin actions: open on a loopback server without a token, else the admin token.
+_ADMIN: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
+_FREE_FORM: Schema = {"type": "object"}
 _ERROR_TEXT = {
     400: "The request is malformed or does not fit the model.",
     401: "The admin token or API key is missing or wrong.",
@@ -154,6 +157,21 @@ def _model_paths() -> dict[str, dict[str, Operation]]:
                 },
             )
         }
+    for path, suffix in _both("/lineage"):
+        paths[path] = {
+            "get": _op(
+                f"modelLineage{suffix}",
+                "metadata",
+                {
+                    "200": _ok(
+                        "The full aiaas.lineage record: run, data fingerprint, recipe digest, "
+                        "parents (the registry's facts over the file's).",
+                        _FREE_FORM,
+                    ),
+                    **_errors((400, 404)),
+                },
+            )
+        }
     for path, suffix in _both("/stats"):
         paths[path] = {"get": _statistics(f"modelStatistics{suffix}")}
     for path, suffix in _both("/infer"):
@@ -280,9 +298,10 @@ def _repository_paths() -> dict[str, dict[str, Operation]]:
                 "repository",
                 {
                     "200": _ok("Loaded.", links={"ModelReady": ready_link}),
-                    **_errors((400, 404, 409, 413, 503)),
+                    **_errors((400, 401, 403, 404, 409, 413, 503)),
                 },
                 body=ref("LoadRequest"),
+                security=_ADMIN,
             )
         },
         f"{model}/unload": {
@@ -291,8 +310,9 @@ def _repository_paths() -> dict[str, dict[str, Operation]]:
                 "repository",
                 {
                     "200": _ok("Unloaded.", links={"ModelReady": ready_link}),
-                    **_errors((400, 404, 413, 503)),
+                    **_errors((400, 401, 403, 404, 413, 503)),
                 },
+                security=_ADMIN,
             )
         },
     }
@@ -324,18 +344,27 @@ def _shared_memory_paths(prefix: str, kind: str, register_body: str) -> dict[str
                 "shared memory",
                 {
                     "200": _ok("Registered.", links={"RegionStatus": status_link}),
-                    **_errors((400, 404, 409, 413)),
+                    **_errors((400, 401, 403, 404, 409, 413)),
                 },
                 body=ref(register_body),
                 body_required=kind == "system",
+                security=_ADMIN,
             )
         },
         f"{prefix}/unregister": {
-            "post": _op(f"{name}UnregisterAll", "shared memory", {"200": ok, **_errors((413,))})
+            "post": _op(
+                f"{name}UnregisterAll",
+                "shared memory",
+                {"200": ok, **_errors((401, 403, 413))},
+                security=_ADMIN,
+            )
         },
         f"{region}/unregister": {
             "post": _op(
-                f"{name}Unregister", "shared memory", {"200": ok, **_errors((400, 404, 413))}
+                f"{name}Unregister",
+                "shared memory",
+                {"200": ok, **_errors((400, 401, 403, 404, 413))},
+                security=_ADMIN,
             )
         },
     }
@@ -475,6 +504,42 @@ def _registry_paths() -> dict[str, dict[str, Operation]]:
             )
         },
         f"{version}/lineage": {"get": read("registryLineage", "RegistryLineage")},
+        f"{version}/files/{{path}}": {
+            "get": _op(
+                "registryGetFile",
+                "registry",
+                {
+                    "200": {
+                        "description": "The file; its ETag is its sha256.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    },
+                    "206": {
+                        "description": "The byte range asked for (Range: bytes=N-).",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "Unchanged (If-None-Match)."},
+                    "416": {"description": "The range starts past the end of the file."},
+                    **reads,
+                },
+            )
+        },
+        "/v2/registry/devices": {
+            "get": _op(
+                "registryListDevices",
+                "registry",
+                {"200": _ok("Each edge device's last report.", _FREE_FORM), **reads},
+            )
+        },
+        "/v2/registry/devices/{device_id}": {
+            "put": _op(
+                "registryReportDevice",
+                "registry",
+                {"200": _ok("The stored report.", _FREE_FORM), **writes},
+                body=_FREE_FORM,
+                body_required=True,
+                security=security,
+            )
+        },
         f"{model}/aliases": {"get": read("registryListAliases", "RegistryAliases")},
         alias: {
             "get": read("registryGetAlias", "RegistryVersion"),
