@@ -177,6 +177,8 @@ def test_language_model_bundles_follow_the_alias_and_answer_as_the_main_server(
         assert served_text(device) == expected["tiny-b"]
     assert sorted(p.name for p in (device.directory / "versions").iterdir()) == ["1", "2"]
     assert not list(device.directory.glob("staging-*"))
+    # SIGTERM (as Ctrl-C) with a language-model engine running: a clean stop.
+    assert device.stop() == 0, device.logs()
 
 
 def test_embedding_bundle_serves_embeddings_and_grpc_when_asked(
