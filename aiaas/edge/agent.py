@@ -188,7 +188,9 @@ class Agent:
         for item in target.version.get("files", []):
             dest = folder.joinpath(*safe_relative(item["path"]).parts)
             self.client.download(self.name, target.number, item, dest, self.stop_event)
-        check_version(folder, self.config.public_key)
+        found = check_version(folder, self.config.public_key)
+        if found is not None:
+            self.dir.write_task(target.number, found.get("task"))
 
     async def _load_or_fall_back(self, repository: ModelRepository, previous: Path | None) -> None:
         try:

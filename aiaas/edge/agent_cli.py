@@ -37,7 +37,12 @@ def agent(
         typer.Option(help="Only serve bundles signed by this ed25519 key (aiaas edge keygen)."),
     ] = None,
     http_port: Annotated[int, typer.Option(min=0, max=65535, help="V2 over HTTP.")] = 8000,
-    host: Annotated[str, typer.Option(help="Address the HTTP port listens on.")] = "127.0.0.1",
+    grpc_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="V2 over gRPC too (0, the default: off).")
+    ] = 0,
+    host: Annotated[str, typer.Option(help="Address the HTTP and gRPC ports listen on.")] = (
+        "127.0.0.1"
+    ),
     poll_secs: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 5.0,
     max_backoff_secs: Annotated[
         float, typer.Option(min=0.1, help="Longest wait between retries while offline.")
@@ -88,7 +93,7 @@ def agent(
 
             load_public_key(public_key)
         directory.mkdir(parents=True, exist_ok=True)
-        _run(Agent(config), settings_for(host, http_port))
+        _run(Agent(config), settings_for(host, http_port, grpc_port))
     except AiaasError as error:
         raise fail_with(error) from None
     except OSError as error:

@@ -59,15 +59,16 @@ class AgentServer(Server):
         return JSONResponse(self.agent.state.to_dict())
 
 
-def settings_for(host: str, http_port: int) -> ServerSettings:
+def settings_for(host: str, http_port: int, grpc_port: int = 0) -> ServerSettings:
     """The server's settings for a device: what it serves comes from the agent only, so
     the environment's AIAAS_MODEL_REPOSITORY, AIAAS_REGISTRY_URI or AIAAS_MODEL are
-    overridden here, not taken."""
+    overridden here, not taken. gRPC is off unless asked for (grpc_port 0): a small
+    device's one port is HTTP."""
     return ServerSettings.model_validate(
         {
             "host": host,
             "http_port": http_port,
-            "grpc_port": 0,
+            "grpc_port": grpc_port,
             "model_control_mode": ControlMode.EXPLICIT,
             "load_model": [],
             "model_repository": None,

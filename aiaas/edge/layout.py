@@ -3,6 +3,7 @@
     DIR/staging-<v>/<v>/...      a download in progress (kept across restarts: resumed)
     DIR/versions/<v>/<v>/...     checked versions, each a one-version Triton model folder
     DIR/versions/<v>/registry.json   which registry version it is (name, sha256)
+    DIR/versions/<v>/config.pbtxt    the bundle's task, for the server (when it has one)
     DIR/current -> versions/<v>  what is served
 
 A version goes live in two renames: the checked staging folder becomes
@@ -22,6 +23,9 @@ from typing import Any
 CURRENT = "current"
 VERSIONS = "versions"
 RECORD = "registry.json"
+#: A bundle's task -> config.pbtxt's `task`, which tells the server how to serve it
+#: (a registry version carries no config.pbtxt of its own).
+SERVER_TASKS = {"text-generation": "text-generation", "embedding": "feature-extraction"}
 
 
 class AgentDir:
@@ -43,6 +47,15 @@ class AgentDir:
         for folder in self.root.glob("staging-*"):
             if folder.name != f"staging-{keep}":
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def write_task(self, version: int, task: object) -> None:
+        """The staged version's config.pbtxt naming its task: an embedding bundle is then
+        served on /v1/embeddings, a language model on /v1/completions."""
+        server_task = SERVER_TASKS.get(str(task))
+        if server_task is None:
+            return
+        text = f'parameters {{ key: "task" value {{ string_value: "{server_task}" }} }}\n'
+        (self.staging(version).parent / "config.pbtxt").write_text(text)
 
     def installed(self) -> dict[str, Any] | None:
         """The record of the version `current` points at; None before the first swap."""
