@@ -7,8 +7,6 @@ refuses two definitions of one symbol in one process.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 from ports import free_port
-from processes import ROOT, server_env
+from processes import LoggedProcess, server_env
 
 
-class ServerProcess:
+class ServerProcess(LoggedProcess):
     """`aiaas serve` in a subprocess, with its log kept for assertions."""
 
     def __init__(
@@ -29,7 +27,6 @@ class ServerProcess:
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.log_path = log_path
         command = [
             sys.executable, "-m", "aiaas.cli", "serve",
             *(["--model-repository", str(repo)] if repo is not None else []),
@@ -37,10 +34,8 @@ class ServerProcess:
             *self._grpc_args(args),
             *args,
         ]  # fmt: skip
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env()
-        )
+        log_path.unlink(missing_ok=True)
+        super().__init__(command, log_path, env=server_env())
         self._wait(wait_ready)
 
     def _grpc_args(self, args: tuple[str, ...]) -> list[str]:
@@ -61,21 +56,6 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not up after 60 s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 @pytest.fixture

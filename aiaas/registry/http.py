@@ -59,7 +59,7 @@ class DeviceBody(BaseModel):
     agent_time: str | None = Field(default=None, max_length=64)
 
 
-__all__ = ["is_loopback", "registry_routes"]
+__all__ = ["is_loopback", "read_json_body", "registry_routes"]
 
 
 def registry_routes(
@@ -173,7 +173,7 @@ class _RegistryApi:
 
     async def put_device(self, request: Request) -> Response:
         self._authorize(request)
-        body = await _read_body(request, DeviceBody, "a device report")
+        body = await read_json_body(request, DeviceBody, "a device report")
         try:
             name = parse_version_uri(body.model_uri).name
         except AiaasError as error:
@@ -188,7 +188,7 @@ class _RegistryApi:
 
     async def set_alias(self, request: Request) -> Response:
         self._authorize(request)
-        body = await _read_body(request, AliasBody, '{"version": N}')
+        body = await read_json_body(request, AliasBody, '{"version": N}')
         name, alias = request.path_params["name"], request.path_params["alias"]
         version = await run_in_threadpool(self.registry.set_alias, name, alias, body.version)
         return _json({"name": name, "alias": alias, "version": version.version, "uri": version.uri})
@@ -209,15 +209,19 @@ def _version_uri(request: Request) -> str:
     return version_uri(name, parse_version(request.path_params["version"]))
 
 
-async def _read_body(request: Request, shape: type[Body], expected: str) -> Body:
+async def read_json_body(
+    request: Request, shape: type[Body], expected: str, limit: int = MAX_BODY_BYTES
+) -> Body:
+    """A small JSON body (an admin action's) read within ``limit`` bytes and validated;
+    a bad one is a 400 saying what was expected and where it went wrong."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise InvalidArgument(f"request body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise InvalidArgument(f"request body over {limit} bytes")
     try:
         return shape.model_validate_json(bytes(body))
     except ValidationError as error:

@@ -12,12 +12,13 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aiaas.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from aiaas.registry.http import read_json_body
 from aiaas.serve.dataplane import DataPlane
 
 MAX_BODY_BYTES = 16 * 1024
@@ -77,7 +78,9 @@ class AdminActions:
 
     async def move_alias(self, request: Request) -> Response:
         self.authorize(request)
-        body = await _json_body(request, AliasMove)
+        body = await read_json_body(
+            request, AliasMove, '{"alias": NAME, "version": N}', MAX_BODY_BYTES
+        )
         name = request.path_params["name"]
         registry = self._registry()
         await run_in_threadpool(registry.set_alias, name, body.alias, body.version)
@@ -85,7 +88,7 @@ class AdminActions:
 
     async def add_tag(self, request: Request) -> Response:
         self.authorize(request)
-        body = await _json_body(request, NewTag)
+        body = await read_json_body(request, NewTag, '{"key": K, "value": V}', MAX_BODY_BYTES)
         name, version = request.path_params["name"], request.path_params["version"]
         registry = self._registry()
         await run_in_threadpool(registry.add_tag, name, version, body.key, body.value)
@@ -105,17 +108,3 @@ class AdminActions:
         if self.registry is None:
             raise InvalidArgument("this server has no registry: aliases and tags live there")
         return self.registry
-
-
-async def _json_body(request: Request, model: type[Body]) -> Body:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise InvalidArgument(f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        return model.model_validate_json(bytes(body))
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "body"
-        raise InvalidArgument(f"{where}: {first['msg']}") from None

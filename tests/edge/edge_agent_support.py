@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 from ports import free_port
+from processes import LoggedProcess
 
 from aiaas.edge import manifest
 
@@ -47,31 +46,8 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT_S)
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Process:
-    """A subprocess with its log in a file."""
-
-    def __init__(self, command: list[str], log_path: Path, **options: Any) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, **options
-        )
-
-    def logs(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+class Process(LoggedProcess):
+    """A subprocess with its log in a file, that serves HTTP once up."""
 
     def wait_http(self, url: str) -> None:
         def up() -> bool:
