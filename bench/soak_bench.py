@@ -15,12 +15,14 @@ new MLP version folder appears and the old one goes; the default version policy 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +53,8 @@ class Options:
     warmup_secs: float = 120.0
     poll_secs: float = 1.0
     results: Path = RESULTS
+    #: Scratch: the model repository, the server's log, each generator's records and log.
+    work: Path = WORK
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,15 @@ class Swapper(threading.Thread):
         self.repo, self.every_s, self.swaps = repo, every_s, swaps
         self.stopped = threading.Event()
         self.version = 1
+        self.error: OSError | None = None
 
     def run(self) -> None:
         while not self.stopped.wait(self.every_s):
-            self.version = swap_version(self.repo, self.version)
+            try:
+                self.version = swap_version(self.repo, self.version)
+            except OSError as error:  # the run is broken; the sampling loop says so
+                self.error = error
+                return
             self.swaps.append(time.time())
 
 
@@ -141,11 +150,11 @@ def start_load(kind: str, url: str, seconds: float, out: Path, **how: float) -> 
                "--out", str(out), "--seconds", str(seconds)]  # fmt: skip
     for key, value in how.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115 - the child holds it
-    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with open(out.with_suffix(".log"), "wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
-def finish(process: subprocess.Popen, name: str, timeout_s: float = 120) -> None:
+def finish(process: subprocess.Popen, name: str, work: Path, timeout_s: float = 120) -> None:
     try:
         code = process.wait(timeout_s)
     except subprocess.TimeoutExpired:
@@ -153,7 +162,19 @@ def finish(process: subprocess.Popen, name: str, timeout_s: float = 120) -> None
         process.wait()
         raise RuntimeError(f"load generator {name} hung") from None
     if code != 0:
-        raise RuntimeError(f"load generator {name} exited {code}: see {WORK}/{name}.log")
+        raise RuntimeError(f"load generator {name} exited {code}: see {work / name}.log")
+
+
+@contextlib.contextmanager
+def stopping(processes: Iterable[subprocess.Popen]) -> Iterator[None]:
+    """Whatever breaks, no generator outlives the run (each is ended by its own PID)."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def read_records(path: Path) -> list[Record]:
@@ -181,12 +202,13 @@ def sample(pid: int) -> Sample:
 def measure_capacity(soak: Soak, urls: dict[str, str]) -> None:
     """Closed loop, REST and gRPC at once: requests/s each, the first 2 s left out."""
     o = soak.options
-    procs = {kind: start_load(kind, urls[kind], o.capacity_secs, WORK / f"capacity-{kind}.txt",
+    procs = {kind: start_load(kind, urls[kind], o.capacity_secs, o.work / f"capacity-{kind}.txt",
                               concurrency=o.concurrency) for kind in ("rest", "grpc")}  # fmt: skip
-    for kind, process in procs.items():
-        finish(process, f"capacity-{kind}")
+    with stopping(procs.values()):
+        for kind, process in procs.items():
+            finish(process, f"capacity-{kind}", o.work)
     for kind in procs:
-        records = read_records(WORK / f"capacity-{kind}.txt")
+        records = read_records(o.work / f"capacity-{kind}.txt")
         if not records:
             raise RuntimeError(f"capacity: no {kind} request finished")
         first = min(r.end for r in records) + 2.0
@@ -207,18 +229,28 @@ def run_load(soak: Soak, server: Process, urls: dict[str, str], repo: Path) -> N
     o = soak.options
     seconds = o.minutes * 60
     soak.start = time.time()
-    procs = {kind: start_load(kind, urls[kind], seconds, WORK / f"soak-{kind}.txt",
+    procs = {kind: start_load(kind, urls[kind], seconds, o.work / f"soak-{kind}.txt",
                               rate=soak.rates[kind], concurrency=o.concurrency)
              for kind in ("rest", "grpc")}  # fmt: skip
     swapper = Swapper(repo, o.swap_secs, soak.swaps)
     swapper.start()
-    pid = server.process.pid
+    with stopping(procs.values()):
+        sample_until(soak, server, swapper, seconds)
+        soak.end = soak.start + seconds  # requests still draining count in totals and last p99
+        for kind, process in procs.items():
+            finish(process, f"soak-{kind}", o.work)
+
+
+def sample_until(soak: Soak, server: Process, swapper: Swapper, seconds: float) -> None:
+    o, pid = soak.options, server.process.pid
     try:
         soak.samples.append(sample(pid))
         while time.time() - soak.start < seconds:
             time.sleep(min(o.interval_secs, max(0.0, soak.start + seconds - time.time())))
             if server.process.poll() is not None:
                 raise RuntimeError(f"the server exited ({server.process.returncode})")
+            if swapper.error is not None:
+                raise RuntimeError(f"a version swap failed: {swapper.error}")
             soak.samples.append(sample(pid))
             last = soak.samples[-1]
             print(
@@ -229,26 +261,24 @@ def run_load(soak: Soak, server: Process, urls: dict[str, str], repo: Path) -> N
     finally:
         swapper.stopped.set()
         swapper.join()
-    soak.end = soak.start + seconds  # requests still draining count in totals and last p99
-    for kind, process in procs.items():
-        finish(process, f"soak-{kind}")
 
 
 def run_soak(options: Options) -> Soak:
     """The whole run. Raises if the run itself breaks (the server or a generator dies);
     a missed target is the caller's verdict, not an error."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    repo = WORK / "repo"
+    work = options.work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    repo = work / "repo"
     prepare_repository(repo)
     soak = Soak(options)
     extra = ["--model-control-mode", "poll", "--repository-poll-secs", str(options.poll_secs)]
-    server, port, grpc_port = start_aiaas(repo, WORK / "server.log", extra)
+    server, port, grpc_port = start_aiaas(repo, work / "server.log", extra)
     http = f"http://127.0.0.1:{port}"
     urls = {"rest": http, "grpc": f"127.0.0.1:{grpc_port}", "llm": http}
     total_s = options.capacity_secs + options.minutes * 60 + 30
-    streams = start_load("llm", http, total_s, WORK / "all-llm.txt",
+    streams = start_load("llm", http, total_s, work / "all-llm.txt",
                          concurrency=options.streams, max_tokens=options.max_tokens)  # fmt: skip
     try:
         print(f"== soak: capacity for {options.capacity_secs:.0f} s", flush=True)
@@ -256,14 +286,16 @@ def run_soak(options: Options) -> Soak:
         print(f"== soak: {options.minutes:g} min at {options.fraction:.0%}, a swap every"
               f" {options.swap_secs:g} s", flush=True)  # fmt: skip
         run_load(soak, server, urls, repo)
+        if streams.poll() is not None:
+            raise RuntimeError(f"the stream generator exited: see {work / 'all-llm.log'}")
     finally:
         if streams.poll() is None:
             streams.terminate()
             streams.wait(30)
         server.stop()
     for kind in ("rest", "grpc"):
-        soak.records[kind] = read_records(WORK / f"soak-{kind}.txt")
-    llm = read_records(WORK / "all-llm.txt")
+        soak.records[kind] = read_records(work / f"soak-{kind}.txt")
+    llm = read_records(work / "all-llm.txt")
     soak.records["llm"] = [r for r in llm if r.end >= soak.start]
     return soak
 
