@@ -465,6 +465,8 @@ def main(argv: list[str]) -> None:
         soak = run_soak(options)
     except RuntimeError as error:
         raise SystemExit(f"soak run broke: {error}") from None
+    except KeyboardInterrupt:  # the server and generators were stopped on the way out
+        raise SystemExit("soak interrupted: no results written") from None
     options.results.mkdir(parents=True, exist_ok=True)
     text = report(soak)
     (options.results / "soak.md").write_text(text)

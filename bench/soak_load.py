@@ -177,7 +177,10 @@ def main() -> None:
         "--concurrency", type=int, default=1, help="clients (closed loop), connections (open)"
     )
     parser.add_argument("--max-tokens", type=int, default=16)
-    asyncio.run(run(parser.parse_args()))
+    try:
+        asyncio.run(run(parser.parse_args()))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group; the soak reports it
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
