@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,9 @@ class Swapper(threading.Thread):
 # ---- processes -------------------------------------------------------------------------
 
 
-def start_load(kind: str, url: str, seconds: float, out: Path, **how: float) -> subprocess.Popen:
+def start_load(
+    kind: str, url: str, seconds: float, out: Path, **how: float
+) -> subprocess.Popen[bytes]:
     model = LLM if kind == "llm" else MLP
     command = [sys.executable, "-m", "bench.soak_load", kind, "--url", url, "--model", model,
                "--out", str(out), "--seconds", str(seconds)]  # fmt: skip
@@ -155,7 +158,7 @@ def start_load(kind: str, url: str, seconds: float, out: Path, **how: float) -> 
         return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
-def finish(process: subprocess.Popen, name: str, work: Path, timeout_s: float = 120) -> None:
+def finish(process: subprocess.Popen[bytes], name: str, work: Path, timeout_s: float = 120) -> None:
     try:
         code = process.wait(timeout_s)
     except subprocess.TimeoutExpired:
@@ -167,7 +170,7 @@ def finish(process: subprocess.Popen, name: str, work: Path, timeout_s: float = 
 
 
 @contextlib.contextmanager
-def stopping(processes: Iterable[subprocess.Popen]) -> Iterator[None]:
+def stopping(processes: Iterable[subprocess.Popen[bytes]]) -> Iterator[None]:
     """Whatever breaks, no generator outlives the run (each is ended by its own PID)."""
     try:
         yield
@@ -314,7 +317,7 @@ def window(soak: Soak, kinds: tuple[str, ...], lo: float, hi: float) -> list[Rec
             if lo <= r.end - soak.start < hi]  # fmt: skip
 
 
-def intervals(soak: Soak) -> list[dict]:
+def intervals(soak: Soak) -> list[dict[str, Any]]:
     """One row per interval: (requests/s, p50, p99, failed) per kind, and the server sample
     nearest its end. Records are bucketed in one pass: a full run holds millions."""
     step = soak.options.interval_secs
@@ -328,7 +331,7 @@ def intervals(soak: Soak) -> list[dict]:
     rows = []
     for index in range(count):
         at = (index + 1) * step
-        row: dict = {"t": at}
+        row: dict[str, Any] = {"t": at}
         for kind in KINDS:
             records = buckets[kind][index]
             latencies = [r.latency_ms for r in records if r.ok]

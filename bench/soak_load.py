@@ -77,7 +77,7 @@ def grpc_sender(target: str, model: str) -> tuple[Send, Callable[[], Awaitable[N
     return send, close
 
 
-def llm_sender(url: str, model: str, max_tokens: int):
+def llm_sender(url: str, model: str, max_tokens: int) -> tuple[Send, Callable[[], Awaitable[None]]]:
     """A stream counts as ok only if it is a 200 that ends with `data: [DONE]`."""
     import httpx
 
