@@ -14,7 +14,7 @@ LLAMA_CPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
   -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
   -DGGML_AMX_BF16=OFF
 
-.PHONY: setup run test fuzz bench lint format proto audit
+.PHONY: setup run test fuzz bench soak lint format proto audit
 
 setup: $(STAMP) $(EXAMPLES) $(LLM_EXAMPLE) $(AXE)
 
@@ -73,6 +73,11 @@ bench: setup
 	$(PY) -c 'import llama_cpp' 2>/dev/null || CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" \
 	  $(PY) -m pip install -q --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	$(PY) -m bench
+
+# Half an hour at 80% of measured capacity with an MLP version swap every minute, on a quiet
+# machine: bench/results/soak.md and soak.png (not part of `make bench`).
+soak: setup
+	$(PY) -m bench soak --minutes 30 --fraction 0.8 --swap-secs 60
 
 # Known vulnerabilities in the installed dependencies, from PyPI's JSON API (no OSV
 # needed). --strict: a package it cannot look up fails the gate instead of passing

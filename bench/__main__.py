@@ -1,4 +1,4 @@
-"""Run benchmark suites: `python -m bench` (all) or `python -m bench SUITE [flags]`.
+"""Run benchmark suites: `python -m bench` (all but the soak) or `python -m bench SUITE [flags]`.
 
 Each suite measures its baseline in the same run and writes its table under
 bench/results/; bench/RESULTS.md collects the figures with what they mean.
@@ -19,12 +19,19 @@ SUITES = {
     "llm": "bench.llm_bench",
     "edge": "bench.edge_bench",
     "edge-agent": "bench.edge_agent_bench",
+    "soak": "bench.soak_bench",
 }
+
+
+#: Suites only run when named: the soak takes half an hour and wants a quiet machine.
+ON_REQUEST = {"soak"}
 
 
 def main() -> None:
     args = sys.argv[1:]
-    chosen = [args.pop(0)] if args and args[0] in SUITES else list(SUITES)
+    chosen = (
+        [args.pop(0)] if args and args[0] in SUITES else [s for s in SUITES if s not in ON_REQUEST]
+    )
     for suite in chosen:
         try:
             module = importlib.import_module(SUITES[suite])

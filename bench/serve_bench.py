@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,11 +168,14 @@ def check_grpc(port: int, model: Model) -> None:
     client.close()
 
 
-def start_aiaas(repo: Path, log: Path) -> tuple[Process, int, int]:
+def start_aiaas(
+    repo: Path, log: Path, extra: Sequence[str] = ()
+) -> tuple[Process, int, int]:
     port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "aiaas.cli", "serve", "--model-repository", str(repo),
         "--http-port", str(port), "--grpc-port", str(grpc_port), "--log-level", "warning",
+        *extra,
     ]  # fmt: skip
     return Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log), port, grpc_port
 
