@@ -252,3 +252,25 @@ def test_a_served_version_shows_what_its_v2_metadata_says(client):
         if isinstance(value, str):
             assert f"<code>{markupsafe.escape(value)}</code>" in served
     assert "V2 metadata" not in client.get("/ui/models/digits/versions/2").text  # not served
+
+
+def test_a_version_page_lists_the_edge_devices_that_report_running_it(client):
+    """The edge agent's reports (PUT /v2/registry/devices/ID) show on the version each
+    device runs, the device's own words escaped, and not on the model's other versions."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for device, version in (("shelf-7", 1), ("door-2", 2)):
+        report = {
+            "model_uri": "models:/digits@production",
+            "state": "serving",
+            "version": version,
+            "last_error": HOSTILE,
+        }
+        answer = client.put(f"/v2/registry/devices/{device}", json=report, headers=auth)
+        assert answer.status_code == 200, answer.text
+    first = client.get("/ui/models/digits/versions/1").text
+    assert "Edge devices running it" in first
+    assert "shelf-7" in first
+    assert "door-2" not in first
+    assert HOSTILE not in first
+    assert str(markupsafe.escape(HOSTILE)) in first
+    assert "door-2" in client.get("/ui/models/digits/versions/2").text
