@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,12 @@ class ServerProcess:
     """`aiaas serve` in a subprocess, with its log kept for assertions."""
 
     def __init__(
-        self, repo: Path | None, *args: str, log_path: Path, wait_ready: bool = True
+        self,
+        repo: Path | None,
+        *args: str,
+        log_path: Path,
+        wait_ready: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.http_port = free_port()
         self.grpc_port = free_port()
@@ -39,7 +44,12 @@ class ServerProcess:
         ]  # fmt: skip
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=server_env()
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=server_env(),
+            preexec_fn=preexec_fn,
         )
         self._wait(wait_ready)
 
@@ -80,12 +90,22 @@ class ServerProcess:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
-    """Factory: start_server(repo or None, *flags) -> ServerProcess, stopped at teardown."""
+    """Factory: start_server(repo or None, *flags, preexec_fn=None) -> ServerProcess,
+    stopped at teardown; preexec_fn runs in the child before exec (resource limits)."""
     started: list[ServerProcess] = []
 
-    def start(repo: Path | None, *args: str, wait_ready: bool = True) -> ServerProcess:
+    def start(
+        repo: Path | None,
+        *args: str,
+        wait_ready: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> ServerProcess:
         server = ServerProcess(
-            repo, *args, log_path=tmp_path / f"server-{len(started)}.log", wait_ready=wait_ready
+            repo,
+            *args,
+            log_path=tmp_path / f"server-{len(started)}.log",
+            wait_ready=wait_ready,
+            preexec_fn=preexec_fn,
         )
         started.append(server)
         return server
