@@ -30,9 +30,9 @@ class ServerProcess:
         log_path: Path,
         wait_ready: bool = True,
         preexec_fn: Callable[[], None] | None = None,
+        ports: tuple[int, int] | None = None,
     ) -> None:
-        self.http_port = free_port()
-        self.grpc_port = free_port()
+        self.http_port, self.grpc_port = ports or (free_port(), free_port())
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log_path = log_path
         command = [
@@ -90,8 +90,9 @@ class ServerProcess:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
-    """Factory: start_server(repo or None, *flags, preexec_fn=None) -> ServerProcess,
-    stopped at teardown; preexec_fn runs in the child before exec (resource limits)."""
+    """Factory: start_server(repo or None, *flags, preexec_fn=None, ports=None) ->
+    ServerProcess, stopped at teardown; preexec_fn runs in the child before exec (resource
+    limits); ports=(http, grpc) restarts a server where a killed one listened."""
     started: list[ServerProcess] = []
 
     def start(
@@ -99,6 +100,7 @@ def start_server(tmp_path: Path) -> Iterator:
         *args: str,
         wait_ready: bool = True,
         preexec_fn: Callable[[], None] | None = None,
+        ports: tuple[int, int] | None = None,
     ) -> ServerProcess:
         server = ServerProcess(
             repo,
@@ -106,6 +108,7 @@ def start_server(tmp_path: Path) -> Iterator:
             log_path=tmp_path / f"server-{len(started)}.log",
             wait_ready=wait_ready,
             preexec_fn=preexec_fn,
+            ports=ports,
         )
         started.append(server)
         return server
