@@ -19,6 +19,7 @@ SUITES = {
     "llm": "bench.llm_bench",
     "edge": "bench.edge_bench",
     "edge-agent": "bench.edge_agent_bench",
+    "faults": "bench.faults_bench",
 }
 
 
