@@ -47,6 +47,7 @@ class Load:
         self.unavailable = 0
         self.other: list[BaseException] = []
         self.successes = 0
+        self.opened = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(job,)) for job in
                          ("register", "register", "alias", "read")]  # fmt: skip
@@ -63,6 +64,7 @@ class Load:
 
     def _run(self, job: str) -> None:
         with Registry.open(self.uri, self.root) as registry:
+            self.opened += 1
             while not self._stop.is_set():
                 try:
                     self._once(registry, job)
@@ -94,7 +96,8 @@ def test_registry_survives_a_postgres_restart_under_load(cluster, tmp_path):
     env = {**server_env(), "AIAAS_REGISTRY_URI": uri, "AIAAS_ARTIFACT_ROOT": root}
 
     with Load(uri, root, model_file) as load:
-        wait_until(lambda: len(load.registered) >= 5)
+        # every thread has opened its registry before the outage begins
+        wait_until(lambda: load.opened == 4 and len(load.registered) >= 5)
         cluster.pause()
         outage = subprocess.run(
             [sys.executable, "-m", "aiaas.cli", "models", "versions", "m"],
@@ -105,7 +108,7 @@ def test_registry_survives_a_postgres_restart_under_load(cluster, tmp_path):
         after = len(load.registered)
         wait_until(lambda: len(load.registered) >= after + 5)
 
-    assert load.other == []
+    assert load.other == [], [f"{type(e).__name__}: {e}" for e in load.other]
     assert outage.returncode == ExitCode.UNAVAILABLE, outage.stderr
     assert len(outage.stderr.splitlines()) == 1
     assert outage.stderr.startswith("error: ")
