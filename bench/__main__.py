@@ -20,6 +20,7 @@ SUITES = {
     "edge": "bench.edge_bench",
     "edge-agent": "bench.edge_agent_bench",
     "soak": "bench.soak_bench",
+    "faults": "bench.faults_bench",
 }
 
 

@@ -168,9 +168,7 @@ def check_grpc(port: int, model: Model) -> None:
     client.close()
 
 
-def start_aiaas(
-    repo: Path, log: Path, extra: Sequence[str] = ()
-) -> tuple[Process, int, int]:
+def start_aiaas(repo: Path, log: Path, extra: Sequence[str] = ()) -> tuple[Process, int, int]:
     port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "aiaas.cli", "serve", "--model-repository", str(repo),

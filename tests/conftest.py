@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,10 +22,15 @@ class ServerProcess(LoggedProcess):
     """`aiaas serve` in a subprocess, with its log kept for assertions."""
 
     def __init__(
-        self, repo: Path | None, *args: str, log_path: Path, wait_ready: bool = True
+        self,
+        repo: Path | None,
+        *args: str,
+        log_path: Path,
+        wait_ready: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
+        ports: tuple[int, int] | None = None,
     ) -> None:
-        self.http_port = free_port()
-        self.grpc_port = free_port()
+        self.http_port, self.grpc_port = ports or (free_port(), free_port())
         self.url = f"http://127.0.0.1:{self.http_port}"
         command = [
             sys.executable, "-m", "aiaas.cli", "serve",
@@ -35,7 +40,7 @@ class ServerProcess(LoggedProcess):
             *args,
         ]  # fmt: skip
         log_path.unlink(missing_ok=True)
-        super().__init__(command, log_path, env=server_env())
+        super().__init__(command, log_path, env=server_env(), preexec_fn=preexec_fn)
         self._wait(wait_ready)
 
     def _grpc_args(self, args: tuple[str, ...]) -> list[str]:
@@ -60,12 +65,25 @@ class ServerProcess(LoggedProcess):
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator:
-    """Factory: start_server(repo or None, *flags) -> ServerProcess, stopped at teardown."""
+    """Factory: start_server(repo or None, *flags, preexec_fn=None, ports=None) ->
+    ServerProcess, stopped at teardown; preexec_fn runs in the child before exec (resource
+    limits); ports=(http, grpc) restarts a server where a killed one listened."""
     started: list[ServerProcess] = []
 
-    def start(repo: Path | None, *args: str, wait_ready: bool = True) -> ServerProcess:
+    def start(
+        repo: Path | None,
+        *args: str,
+        wait_ready: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
+        ports: tuple[int, int] | None = None,
+    ) -> ServerProcess:
         server = ServerProcess(
-            repo, *args, log_path=tmp_path / f"server-{len(started)}.log", wait_ready=wait_ready
+            repo,
+            *args,
+            log_path=tmp_path / f"server-{len(started)}.log",
+            wait_ready=wait_ready,
+            preexec_fn=preexec_fn,
+            ports=ports,
         )
         started.append(server)
         return server

@@ -22,7 +22,7 @@ from typing import IO, Any
 import fsspec
 from fsspec import AbstractFileSystem
 
-from aiaas.errors import FailedPrecondition
+from aiaas.errors import FailedPrecondition, Unavailable
 from aiaas.registry.faults import pause_point
 
 CHUNK = 1024 * 1024
@@ -73,6 +73,12 @@ class ArtifactStore:
             else:
                 self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
                 self.fs.mv(temporary, final)
+        except OSError as error:
+            # A full disk (or a file size limit): nothing was stored, retrying later may work.
+            raise Unavailable(
+                f"cannot write {source.name} to the artifact store {self.url}: "
+                f"{error.strerror or error}"
+            ) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(temporary)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from aiaas.errors import InvalidArgument, NotFound, Unavailable
@@ -139,7 +139,10 @@ class Database:
                     continue
                 if self._retryable(error):
                     raise Unavailable(f"registry database {self.display_uri} is busy") from error
-                if isinstance(error, OperationalError):
+                # A server that went away (restart, network) cuts the connection mid-call.
+                if isinstance(error, OperationalError | InterfaceError) or (
+                    error.connection_invalidated
+                ):
                     raise Unavailable(
                         f"registry database {self.display_uri} failed: {error.orig}"
                     ) from error

@@ -17,7 +17,7 @@ from typing import Any
 from aiaas import lineage
 from aiaas.errors import AiaasError, InvalidArgument
 from aiaas.serve import config as model_config
-from aiaas.serve import provenance
+from aiaas.serve import memory_guard, provenance
 from aiaas.serve.llm.model import LLMModel, is_language_model, load_language_model
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.runtimes.onnx import OnnxModel
@@ -91,9 +91,13 @@ def folder_fingerprint(name: str, path: Path) -> str:
 
 
 def prepare_model(
-    folder: ModelFolder, override: pb.ModelConfig | None, loaded: Mapping[int, str]
+    folder: ModelFolder,
+    override: pb.ModelConfig | None,
+    loaded: Mapping[int, str],
+    max_model_bytes: int | None = None,
 ) -> list[Prepared]:
-    """Build every chosen version that changed (blocking: creates sessions); all or nothing."""
+    """Build every chosen version that changed (blocking: creates sessions); all or nothing.
+    A version whose files exceed `max_model_bytes` (None: a share of MemAvailable) is refused."""
     base = base_config(folder, override)
     versions = chosen_versions(base, folder)
     # Each override is its own state: loading a different override must rebuild.
@@ -105,7 +109,9 @@ def prepare_model(
             if loaded.get(version) == fingerprint:
                 prepared.append(Prepared(version, fingerprint))
             else:
-                prepared.append(_prepare_version(folder, base, version, fingerprint))
+                prepared.append(
+                    _prepare_version(folder, base, version, fingerprint, max_model_bytes)
+                )
     except Exception:
         for item in prepared:
             if item.runtime is not None:
@@ -119,7 +125,11 @@ def _config_digest(config: pb.ModelConfig) -> str:
 
 
 def _prepare_version(
-    folder: ModelFolder, base: pb.ModelConfig, version: int, fingerprint: str
+    folder: ModelFolder,
+    base: pb.ModelConfig,
+    version: int,
+    fingerprint: str,
+    max_model_bytes: int | None = None,
 ) -> Prepared:
     options = runtime_options(base)
     filename = _plain_filename(base.default_model_filename or model_config.DEFAULT_MODEL_FILENAME)
@@ -127,6 +137,7 @@ def _prepare_version(
     if not model_path.is_file():
         raise InvalidArgument(f"version {version}: no model file {filename}")
     try:
+        memory_guard.check_fits(folder.versions[version], max_model_bytes)
         runtime = OnnxModel(model_path, options)
     except InvalidArgument as error:
         raise InvalidArgument(f"version {version}: {error}") from None

@@ -78,10 +78,14 @@ class ModelEntry:
 
 class ModelRepository:
     def __init__(
-        self, sources: Iterable[ModelSource], mode: ControlMode = ControlMode.NONE
+        self,
+        sources: Iterable[ModelSource],
+        mode: ControlMode = ControlMode.NONE,
+        max_model_bytes: int | None = None,
     ) -> None:
         self.sources = list(sources)
         self.mode = mode
+        self.max_model_bytes = max_model_bytes
         self._entries: dict[str, ModelEntry] = {}
         self._stats: dict[tuple[str, int], ModelStats] = {}
         self._llm_metrics: dict[tuple[str, int], EngineMetrics] = {}
@@ -205,7 +209,11 @@ class ModelRepository:
             try:
                 folder = self._folder(name, folder_override)
                 prepared = await asyncio.to_thread(
-                    loading.prepare_model, folder, config_override, _fingerprints(entry)
+                    loading.prepare_model,
+                    folder,
+                    config_override,
+                    _fingerprints(entry),
+                    self.max_model_bytes,
                 )
             except AiaasError as error:
                 entry.state = previous_state if entry.versions else State.UNAVAILABLE

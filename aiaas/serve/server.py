@@ -64,7 +64,9 @@ class Server:
         self.registry = self._open_registry(all_sources)
         if self.registry is not None:
             all_sources.append(self.registry.source)
-        self.repository = ModelRepository(all_sources, settings.model_control_mode)
+        self.repository = ModelRepository(
+            all_sources, settings.model_control_mode, settings.max_model_bytes
+        )
         self.dataplane = DataPlane(
             self.repository, strict_readiness=settings.strict_readiness, limits=_limits(settings)
         )

@@ -122,6 +122,10 @@ class ServerSettings(BaseSettings):
     max_load_file_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="Total size of the files in one load request."
     )
+    max_model_bytes: int | None = Field(
+        None, gt=0, description="Largest model (files on disk) a load accepts; "
+        "default 80% of MemAvailable at load time."
+    )  # fmt: skip
     max_streams_per_client: int = Field(
         16, gt=0, description="Open streams (SSE, gRPC) one client address may hold at once."
     )

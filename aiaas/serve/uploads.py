@@ -4,7 +4,7 @@ parameters), so a model can be deployed without access to the server's disk.
 The files form a model folder of their own, in a fresh temporary directory; every
 path is checked before anything is written, so a bad name cannot write outside it
 (no ``..``, no absolute paths, no component longer than the filesystem allows)
-and a rejected request leaves nothing behind.
+and a rejected request leaves nothing behind, also when the disk fills midway.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from aiaas.errors import InvalidArgument
+from aiaas.errors import InvalidArgument, Unavailable
 
 FILE_PREFIX = "file:"
 #: Longest file or folder name most filesystems allow (ext4, xfs, tmpfs).
@@ -67,6 +67,9 @@ def write_model_folder(files: Mapping[str, bytes]) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
     except OSError as error:
+        # A full disk or a file size limit is the server's state, not the request's fault.
         shutil.rmtree(folder, ignore_errors=True)
-        raise InvalidArgument(f"cannot write the passed files: {error.strerror}") from None
+        raise Unavailable(
+            f"the server cannot store the passed files: {error.strerror or error}"
+        ) from None
     return folder

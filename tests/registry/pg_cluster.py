@@ -59,7 +59,16 @@ class PostgresCluster:
         )
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._pg("pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "-t", "120",
+        self._options = options
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server as an operator's restart does (fast: sessions are cut), data kept."""
+        self._pg("pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "60", "stop")
+
+    def resume(self) -> None:
+        """Start the server again on the same port and data (after `start` and `pause`)."""
+        self._pg("pg_ctl", "-D", self.data, "-l", self.log, "-o", self._options, "-w", "-t", "120",
                  "start")  # fmt: skip
 
     def create_database(self) -> str:
