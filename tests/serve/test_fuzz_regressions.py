@@ -14,15 +14,24 @@ def explicit_server(tmp_path, start_server):
     return start_server(tmp_path / "repo", "--model-control-mode", "explicit", "--load-model", "*")
 
 
-def test_a_failed_load_of_a_name_the_repository_lacks_leaves_it_unknown(explicit_server):
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("%03", "may not be '.', '..' or hold '/'"),  # a control character: refused by name
+        ("absent", "no model folder named"),  # a fine name with no folder behind it
+    ],
+)
+def test_a_failed_load_of_a_name_the_repository_lacks_leaves_it_unknown(
+    explicit_server, name, reason
+):
     # schemathesis (stateful): load '\x03' failed, then GET /v2/models/%03 answered 503
     # "not ready" instead of 404, and every such load grew the model table.
     with httpx.Client(base_url=explicit_server.url, timeout=30) as client:
-        load = client.post("/v2/repository/models/%03/load")
+        load = client.post(f"/v2/repository/models/{name}/load")
         assert load.status_code == 400
-        assert "no model folder named" in load.json()["error"]
-        assert client.get("/v2/models/%03").status_code == 404
-        assert client.get("/v2/models/%03/ready").status_code == 404
+        assert reason in load.json()["error"]
+        assert client.get(f"/v2/models/{name}").status_code == 404
+        assert client.get(f"/v2/models/{name}/ready").status_code == 404
         names = [row["name"] for row in client.post("/v2/repository/index").json()]
         assert names == ["add_sub"]
         assert client.get("/v2/health/ready").status_code == 200
