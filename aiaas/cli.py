@@ -29,7 +29,6 @@ def _root() -> None:
 def serve(settings: ServerSettings) -> None:
     """Serve a model repository and registry models over the Open Inference Protocol (V2)."""
     from aiaas.errors import AiaasError
-    from aiaas.serve.server import run
 
     if settings.model_repository is None and not settings.model:
         raise fail("--model-repository or --model is required", ExitCode.BAD_INPUT)
@@ -37,7 +36,14 @@ def serve(settings: ServerSettings) -> None:
         message = f"model repository {settings.model_repository} is not a directory"
         raise fail(message, ExitCode.NOT_FOUND)
     try:
-        run(settings)
+        if settings.workers > 1:  # the supervisor stays thin: no models, no onnxruntime
+            from aiaas.serve.workers.supervisor import supervise
+
+            supervise(settings)
+        else:
+            from aiaas.serve.server import run
+
+            run(settings)
     except AiaasError as error:  # before serving: a port in use, a --model not resolved
         raise fail_with(error) from None
 

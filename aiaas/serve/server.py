@@ -29,6 +29,7 @@ from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.limits import RequestLimits
+from aiaas.serve.logs import configure_logging
 from aiaas.serve.protocol import openapi
 from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
@@ -42,7 +43,7 @@ from aiaas.serve.sources import DirectorySource, ModelSource
 from aiaas.ui import PREFIX as UI_PREFIX
 from aiaas.ui import CatalogueUI
 
-__all__ = ["Server", "ServerSettings", "run"]
+__all__ = ["HttpServer", "Server", "ServerSettings", "http_config", "request_limits", "run"]
 
 if TYPE_CHECKING:
     from aiaas.serve.from_registry import RegistryServing
@@ -53,7 +54,15 @@ log = logging.getLogger("aiaas.serve")
 class Server:
     """Everything one `aiaas serve` process runs."""
 
-    def __init__(self, settings: ServerSettings, sources: list[ModelSource] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        sources: list[ModelSource] | None = None,
+        *,
+        grpc_address: str | None = None,
+    ) -> None:
+        """``grpc_address``: a private ``unix:`` address for gRPC instead of the public port
+        (the engine process behind ``--workers`` front ends)."""
         self.settings = settings
         # First: a server that would leave admin actions open to the network opens nothing.
         self.admin = serving_guard(settings.admin_token, settings.host, settings.allow_open_admin)
@@ -68,7 +77,9 @@ class Server:
             all_sources, settings.model_control_mode, settings.max_model_bytes
         )
         self.dataplane = DataPlane(
-            self.repository, strict_readiness=settings.strict_readiness, limits=_limits(settings)
+            self.repository,
+            strict_readiness=settings.strict_readiness,
+            limits=request_limits(settings),
         )
         provenance = settings.provenance_header
         self.rest = RestFrontEnd(
@@ -99,6 +110,7 @@ class Server:
                 admin=self.admin,
                 tls=tls,
                 handshake_timeout_s=settings.header_timeout_s,
+                address=grpc_address,
             )
             if settings.grpc_port
             else None
@@ -190,32 +202,20 @@ class Server:
         """Take every port first, so that one in use is an `Unavailable` before a model
         loads or "startup complete" is logged, and the process leaves nothing behind."""
         settings = self.settings
-        http_socket = _listen(settings.host, settings.http_port, "HTTP")
+        http_socket = listen(settings.host, settings.http_port, "HTTP")
         try:
             if self.grpc is not None:
                 self.grpc.bind()
             if settings.metrics_port:
-                _start_metrics(settings.metrics_port, settings.host, self.metrics)
-            config = uvicorn.Config(
+                start_metrics(settings.metrics_port, settings.host, self.metrics)
+            config = http_config(
+                settings,
                 self.rest.with_fast_infer(self.http_app()),
                 host=settings.host,
                 port=http_socket.getsockname()[1],
-                log_level=settings.log_level.lower(),
-                access_log=False,
-                loop="none",
-                http=bounded_protocol(
-                    max_header_bytes=settings.max_header_bytes,
-                    header_timeout_s=settings.header_timeout_s,
-                    body_timeout_s=settings.body_timeout_s,
-                ),
-                ssl_certfile=settings.tls_cert,
-                ssl_keyfile=settings.tls_key,
-                timeout_graceful_shutdown=settings.shutdown_timeout_s,
                 lifespan="on",
-                proxy_headers=False,
-                server_header=False,
             )
-            http = _HttpServer(config, on_signal=self._stop_grpc)
+            http = HttpServer(config, on_signal=self.stop_grpc)
             log.info(
                 "catalogue: %s",
                 catalogue_url(settings.host, config.port, tls=settings.tls_cert is not None),
@@ -224,18 +224,30 @@ class Server:
         finally:
             http_socket.close()
 
-    def _stop_grpc(self) -> None:
+    def stop_grpc(self) -> None:
         """On a signal gRPC stops taking RPCs at once and drains alongside HTTP."""
         if self.grpc is not None:
             self.grpc.begin_stop(self.settings.shutdown_timeout_s)
 
 
-class _HttpServer(uvicorn.Server):
-    """uvicorn's server, but a signal means a clean exit 0 rather than being re-raised."""
+class HttpServer(uvicorn.Server):
+    """uvicorn's server, but a signal means a clean exit 0 rather than being re-raised;
+    ``on_started`` runs once it listens (a `--workers` child tells its supervisor)."""
 
-    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_signal: Callable[[], None],
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.on_signal = on_signal
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_started is not None and not self.should_exit:
+            self.on_started()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -275,7 +287,31 @@ def catalogue_url(host: str, port: int, *, tls: bool = False) -> str:
     return f"{scheme}://{shown}:{port}{UI_PREFIX}"
 
 
-def _limits(settings: ServerSettings) -> RequestLimits:
+def http_config(
+    settings: ServerSettings, app: Any, *, tls: bool = True, **where: Any
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` with the server's HTTP bounds; ``where`` says
+    where it listens (host/port, or uds). ``tls=False`` for a private Unix socket."""
+    return uvicorn.Config(
+        app,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="none",
+        http=bounded_protocol(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout_s=settings.header_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+        ),
+        ssl_certfile=settings.tls_cert if tls else None,
+        ssl_keyfile=settings.tls_key if tls else None,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        proxy_headers=False,
+        server_header=False,
+        **where,
+    )
+
+
+def request_limits(settings: ServerSettings) -> RequestLimits:
     return RequestLimits(
         max_tensor_elements=settings.max_tensor_elements,
         max_inputs=settings.max_inputs,
@@ -286,16 +322,20 @@ def _limits(settings: ServerSettings) -> RequestLimits:
     )
 
 
-def _listen(host: str, port: int, what: str) -> socket.socket:
+def listen(host: str, port: int, what: str, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket, or `Unavailable` naming the port; ``reuse_port`` lets several
+    processes listen on it (the `--workers` front ends)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        return socket.create_server(
+            (host, port), family=family, backlog=2048, reuse_port=reuse_port
+        )
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise Unavailable(f"cannot listen for {what} on {host}:{port}: {reason}") from None
 
 
-def _start_metrics(port: int, host: str, registry: Any) -> None:
+def start_metrics(port: int, host: str, registry: Any) -> None:
     try:
         start_http_server(port, host, registry)
     except OSError as error:
@@ -305,9 +345,7 @@ def _start_metrics(port: int, host: str, registry: Any) -> None:
 
 def run(settings: ServerSettings, **kwargs: Any) -> None:
     """Run the server until a signal; uses uvloop when it is installed."""
-    # uvicorn's TRACE is level 5; logging knows the name only once uvicorn has logged.
-    level = 5 if settings.log_level == "trace" else settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     try:
         import uvloop
 

@@ -129,6 +129,10 @@ class ServerSettings(BaseSettings):
     max_streams_per_client: int = Field(
         16, gt=0, description="Open streams (SSE, gRPC) one client address may hold at once."
     )
+    workers: int = Field(
+        1, ge=1, description="Front-end processes sharing the HTTP and gRPC ports beside one "
+        "engine process; 1: everything in one process."
+    )  # fmt: skip
 
     @field_validator("load_model", "model", mode="before")
     @classmethod

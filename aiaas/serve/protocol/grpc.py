@@ -92,7 +92,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def _authorize(self, context: Context, action: str) -> None:
         """Admin RPCs: the token comes as `authorization` metadata, as HTTP's header."""
         metadata = dict(context.invocation_metadata() or ())
-        self.admin.check(metadata.get("authorization"), peer_host(context.peer()), action)
+        self.admin.check(metadata.get("authorization"), client_host(context), action)
 
     # ---- health and metadata -------------------------------------------------------
 
@@ -256,7 +256,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answered as they finish; a failed one is reported in ``error_message``, as
         Triton does, and the stream goes on."""
         try:
-            release = self.dataplane.streams.acquire(peer_host(context.peer()))
+            release = self.dataplane.streams.acquire(client_host(context))
         except AiaasError as error:
             code, message = status_of(error, "ModelStreamInfer")
             await context.abort(code, message)
@@ -317,6 +317,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 ),
             )
         answers.put_nowait(answer)
+
+
+#: The metadata a `--workers` front end names its client's address in.
+FORWARDED_FOR = "x-forwarded-for"
+
+
+def client_host(context: Context) -> str | None:
+    """The client's address. A peer on a Unix socket can only be one of this server's own
+    `--workers` front ends (only the engine process listens on one, in a private
+    directory): the address it forwards is the client's."""
+    peer = context.peer()
+    if peer and peer.startswith("unix:"):
+        forwarded = dict(context.invocation_metadata() or ()).get(FORWARDED_FOR)
+        return forwarded if isinstance(forwarded, str) else None
+    return peer_host(peer)
 
 
 def peer_host(peer: str | None) -> str | None:

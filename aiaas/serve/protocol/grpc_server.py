@@ -82,10 +82,12 @@ class GrpcFrontEnd:
         admin: AdminGuard,
         tls: tuple[bytes, bytes] | None = None,
         handshake_timeout_s: float = 10.0,
+        address: str | None = None,
     ) -> None:
+        """``address``: a private ``unix:`` address to serve on instead of host:port."""
         self.dataplane = dataplane
         self.host, self.port = host, port
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.address = address or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         self.max_request_bytes = max_request_bytes
         self.tls = tls
         self.handshake_timeout_s = handshake_timeout_s
@@ -105,7 +107,8 @@ class GrpcFrontEnd:
     def bind(self) -> grpc.aio.Server:
         """Build the server and take the port, before anything else starts, so that a
         port in use is one `Unavailable` at startup rather than a failure after loading."""
-        _check_free(self.host, self.port, self.address)
+        if not self.address.startswith("unix:"):
+            _check_free(self.host, self.port, self.address)
         server = grpc.aio.server(
             options=[
                 # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.

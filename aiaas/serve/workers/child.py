@@ -1,0 +1,190 @@
+"""How the supervisor of `aiaas serve --workers N` and its children talk: a child is
+`python -m <module>` that reads its settings as JSON on stdin (never argv or the
+environment, where a token would show in `ps`), and writes one status line (ready, or
+the error that stopped it) to a pipe, so that a failure before serving is the same one
+line and exit code as in one process.
+
+Children die with the supervisor (PR_SET_PDEATHSIG, checked against a race with
+getppid) and sit in their own process group, so that a Ctrl-C in the terminal reaches
+the supervisor alone and it decides the order of shutdown. Imports nothing heavy: the
+supervisor imports it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiaas import errors
+from aiaas.errors import AiaasError, NotFound, Unavailable
+from aiaas.serve.settings import ServerSettings
+
+ENGINE_MODULE = "aiaas.serve.workers.engine_process"
+FRONT_END_MODULE = "aiaas.serve.workers.frontend"
+_PR_SET_PDEATHSIG = 1
+
+
+def engine_http_path(run_dir: Path) -> Path:
+    """The engine's HTTP app, for the front ends' passthrough."""
+    return run_dir / "engine-http.sock"
+
+
+def engine_grpc_address(run_dir: Path) -> str:
+    return f"unix:{run_dir / 'engine-grpc.sock'}"
+
+
+def engine_hop_address(run_dir: Path) -> str:
+    """The engine's EngineService (ZeroMQ), for the front ends' infer calls."""
+    return f"ipc://{run_dir / 'engine-hop.ipc'}"
+
+
+def engine_files(run_dir: Path) -> list[Path]:
+    """What a killed engine leaves behind and its successor must bind afresh."""
+    return [
+        engine_http_path(run_dir),
+        run_dir / "engine-grpc.sock",
+        run_dir / "engine-hop.ipc",
+    ]
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    """What a child is told: the server's settings and where it fits."""
+
+    settings: ServerSettings
+    run_dir: Path
+    status_fd: int
+    index: int = 0
+    http_port: int = 0
+    grpc_port: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "settings": self.settings.model_dump(mode="json"),
+                "run_dir": str(self.run_dir),
+                "status_fd": self.status_fd,
+                "index": self.index,
+                "http_port": self.http_port,
+                "grpc_port": self.grpc_port,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ChildConfig:
+        data = json.loads(raw)
+        return cls(
+            settings=ServerSettings(**data["settings"]),
+            run_dir=Path(data["run_dir"]),
+            status_fd=int(data["status_fd"]),
+            index=int(data["index"]),
+            http_port=int(data["http_port"]),
+            grpc_port=int(data["grpc_port"]),
+        )
+
+
+# ---- the supervisor's side ------------------------------------------------------------
+
+
+def spawn(module: str, config: ChildConfig, write_fd: int) -> subprocess.Popen[bytes]:
+    """Start ``module`` as a child that dies with this process; the config goes on its
+    stdin, ``write_fd`` (the status pipe's end) is the only descriptor it inherits."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module],
+        stdin=subprocess.PIPE,
+        pass_fds=(write_fd,),
+        process_group=0,
+        preexec_fn=_dies_with(os.getpid()),
+    )
+    assert process.stdin is not None
+    try:
+        process.stdin.write(config.to_json())
+        process.stdin.close()
+    except BrokenPipeError:  # it died at once; its exit is reported as any other
+        pass
+    return process
+
+
+def _dies_with(parent: int) -> Callable[[], None]:
+    """Runs in the child before exec: a SIGKILLed supervisor takes its children with it.
+    libc is looked up here, before the fork, so the child only makes the call."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def parse_status(line: bytes) -> AiaasError | None:
+    """None for "ready"; the child's error, as the same kind, otherwise."""
+    try:
+        status = json.loads(line)
+    except ValueError:
+        return AiaasError(f"a worker process said {line[:200]!r} instead of its status")
+    if status.get("ready"):
+        return None
+    return rebuild_error(str(status.get("kind", "")), str(status.get("message", "")))
+
+
+def rebuild_error(kind: str, message: str) -> AiaasError:
+    """The child's error as the same class of our table, so that the command's exit code
+    is the one a single process gives; a class from elsewhere keeps its meaning by kind."""
+    found = getattr(errors, kind, None)
+    if isinstance(found, type) and issubclass(found, AiaasError):
+        return found(message)
+    if "NotFound" in kind:
+        return NotFound(message)
+    if "Unavailable" in kind:
+        return Unavailable(message)
+    return AiaasError(message)
+
+
+# ---- the child's side -----------------------------------------------------------------
+
+
+def read_config() -> ChildConfig:
+    return ChildConfig.from_json(sys.stdin.buffer.read())
+
+
+class Status:
+    """The child's one report to its supervisor."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def ready(self) -> None:
+        self._send({"ready": True})
+
+    def failed(self, error: AiaasError) -> None:
+        self._send({"kind": type(error).__name__, "message": error.message})
+
+    def _send(self, status: dict[str, Any]) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
+            os.write(self._fd, json.dumps(status).encode() + b"\n")
+        os.close(self._fd)
+        self._fd = None
+
+
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run a child's main coroutine on uvloop, as the single-process server does."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
+        asyncio.run(main)
+        return
+    uvloop.run(main)

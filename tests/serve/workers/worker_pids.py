@@ -1,0 +1,82 @@
+"""The processes of a `--workers` server and the connections they hold, read from /proc
+(the kernel's own account, nothing the server says about itself)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+ENGINE = "aiaas.serve.workers.engine_process"
+FRONT_END = "aiaas.serve.workers.frontend"
+
+
+def _parent_of(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+def children(supervisor: int, module: str) -> list[int]:
+    """Live (not zombie) children of ``supervisor`` running ``module``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _parent_of(entry) == supervisor and module in _cmdline(int(entry)):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (a killed child its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll until ``condition()`` holds; the deadline only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:.0f} s for {what}")
+        time.sleep(0.1)
+
+
+def _socket_inodes(port: int) -> set[str]:
+    """Inodes of established TCP connections whose local end is ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    return inodes
+
+
+def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many accepted connections on ``port`` each process holds."""
+    inodes = _socket_inodes(port)
+    counts = {}
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        counts[pid] = held
+    return counts
