@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
@@ -29,6 +28,7 @@ from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers import hop_codec as codec
 from aiaas.serve.workers.hop_codec import Buffer
+from aiaas.serve.workers.hop_socket import LoopSocket
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,12 @@ class EngineClient:
         self.timeout_s = timeout_s
         #: How long a new call waits for an engine to be connected before it is refused.
         self.connect_wait_s = connect_wait_s
-        self._context: zmq.asyncio.Context | None = None
-        self._socket: zmq.asyncio.Socket | None = None
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._channel: LoopSocket | None = None
+        self._monitor: LoopSocket | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
         self._connected = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def connected(self) -> bool:
@@ -79,10 +79,10 @@ class EngineClient:
         return self._connected.is_set()
 
     def start(self) -> None:
-        """Connect; needs the running loop, which the reader and the watcher run on."""
-        if self._socket is not None:
+        """Connect; needs the running loop, which watches the sockets."""
+        if self._channel is not None:
             return
-        self._context = zmq.asyncio.Context()
+        self._context = zmq.Context()
         socket = self._context.socket(zmq.DEALER)
         _tune(socket)
         # Queue messages only to a connected engine: never to a dead one that comes back.
@@ -91,24 +91,20 @@ class EngineClient:
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
         monitor = socket.get_monitor_socket(_WATCHED)
         socket.connect(self.address)
-        self._socket = socket
-        self._tasks = [
-            asyncio.create_task(self._read(socket), name="hop-reader"),
-            asyncio.create_task(self._watch(monitor), name="hop-monitor"),
-        ]
+        self._channel = LoopSocket(socket, self._on_reply)
+        self._monitor = LoopSocket(monitor, self._on_event)
 
     async def close(self) -> None:
         """Stop; calls still in flight fail with Unavailable."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
         self._fail_pending("the front end is shutting down")
         self._connected.clear()
-        if self._socket is not None:
-            self._socket.disable_monitor()
-            self._socket.close(linger=0)
-            self._socket = None
+        if self._channel is not None:
+            self._channel.socket.disable_monitor()
+            self._channel.close()
+            self._channel = None
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
@@ -124,14 +120,14 @@ class EngineClient:
         return body
 
     async def _round_trip(self, op: str, args: dict[str, Any], frames: list[Buffer]) -> Reply:
-        socket = await self._connected_socket()
+        channel = await self._connected_channel()
         request_id = next(self._ids)
         header = codec.pack({"id": request_id, "op": op, "args": args})
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             try:
-                await socket.send_multipart([header, *frames], flags=zmq.NOBLOCK, copy=False)
+                channel.send([header, *frames])
             except zmq.Again:
                 raise Unavailable(NOT_ANSWERING) from None
             async with asyncio.timeout(self.timeout_s):
@@ -146,8 +142,8 @@ class EngineClient:
             raise codec.decode_error(reply["error"])
         return reply["result"], reply_frames
 
-    async def _connected_socket(self) -> zmq.asyncio.Socket:
-        if self._socket is None:
+    async def _connected_channel(self) -> LoopSocket:
+        if self._channel is None:
             raise Unavailable("the front end is not connected to the engine process")
         if not self._connected.is_set():
             try:
@@ -155,32 +151,26 @@ class EngineClient:
                     await self._connected.wait()
             except TimeoutError:
                 raise Unavailable(NOT_ANSWERING) from None
-        return self._socket
+        return self._channel
 
-    async def _read(self, socket: zmq.asyncio.Socket) -> None:
-        while True:
-            frames = await socket.recv_multipart(copy=False)
-            try:
-                header = codec.unpack(frames[0].buffer)
-                future = self._pending.get(header["id"])
-            except Exception:
-                log.exception("dropping a malformed reply from the engine process")
-                continue
-            # A reply whose caller already gave up (timeout, disconnect) is dropped.
-            if future is not None and not future.done():
-                future.set_result((header, [frame.buffer for frame in frames[1:]]))
-
-    async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
+    def _on_reply(self, frames: list[zmq.Frame]) -> None:
         try:
-            while True:
-                event = parse_monitor_message(await monitor.recv_multipart())["event"]
-                if event == _READY_EVENT:
-                    self._connected.set()
-                elif event == zmq.EVENT_DISCONNECTED:
-                    self._connected.clear()
-                    self._fail_pending(NOT_ANSWERING)
-        finally:
-            monitor.close(linger=0)
+            header = codec.unpack(frames[0].buffer)
+            future = self._pending.get(header["id"])
+        except Exception:
+            log.exception("dropping a malformed reply from the engine process")
+            return
+        # A reply whose caller already gave up (timeout, disconnect) is dropped.
+        if future is not None and not future.done():
+            future.set_result((header, [frame.buffer for frame in frames[1:]]))
+
+    def _on_event(self, frames: list[zmq.Frame]) -> None:
+        event = parse_monitor_message([frame.bytes for frame in frames])["event"]
+        if event == _READY_EVENT:
+            self._connected.set()
+        elif event == zmq.EVENT_DISCONNECTED:
+            self._connected.clear()
+            self._fail_pending(NOT_ANSWERING)
 
     def _fail_pending(self, message: str) -> None:
         """Each caller gets its own exception: one instance raised in many tasks would
@@ -205,21 +195,20 @@ class EngineService:
             "ready": self._ready,
             "live": self._live,
         }
-        self._context: zmq.asyncio.Context | None = None
-        self._socket: zmq.asyncio.Socket | None = None
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._socket: zmq.Socket[bytes] | None = None
 
     def bind(self) -> None:
         """Take the address now, so that the caller knows clients can reach it once this
         returns; ``run`` binds by itself if this was not called."""
         if self._socket is not None:
             return
-        self._context = zmq.asyncio.Context()
+        self._context = zmq.Context()
         socket = self._context.socket(zmq.ROUTER)
         _tune(socket)
         try:
             socket.bind(self.address)
         except zmq.ZMQError:
-            socket.close(linger=0)
             self._context.destroy(linger=0)
             self._context = None
             raise
@@ -228,26 +217,28 @@ class EngineService:
     async def run(self) -> None:
         """Serve until cancelled; each request is its own task, cancelled with the service."""
         self.bind()
-        socket = self._socket
-        assert socket is not None
+        assert self._socket is not None
         running: set[asyncio.Task[None]] = set()
+
+        def on_request(frames: list[zmq.Frame]) -> None:
+            task = asyncio.create_task(self._answer(channel, frames))
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+        channel = LoopSocket(self._socket, on_request)
         try:
-            while True:
-                frames = await socket.recv_multipart(copy=False)
-                task = asyncio.create_task(self._answer(socket, frames))
-                running.add(task)
-                task.add_done_callback(running.discard)
+            await asyncio.Event().wait()
         finally:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-            socket.close(linger=0)
+            channel.close()
             self._socket = None
             if self._context is not None:
                 self._context.destroy(linger=0)
                 self._context = None
 
-    async def _answer(self, socket: zmq.asyncio.Socket, frames: list[zmq.Frame]) -> None:
+    async def _answer(self, channel: LoopSocket, frames: list[zmq.Frame]) -> None:
         try:
             header = codec.unpack(frames[1].buffer)
             request_id, op, args = header["id"], header["op"], header["args"]
@@ -266,7 +257,8 @@ class EngineService:
             internal = InternalError("internal server error")
             body = codec.pack({"id": request_id, "error": codec.encode_error(internal)})
             reply_frames = []
-        await socket.send_multipart([frames[0], body, *reply_frames], copy=False)
+        # A ROUTER drops a reply to a front end that is gone; it never blocks.
+        channel.send([frames[0], body, *reply_frames])
 
     async def _dispatch(self, op: str, args: dict[str, Any], frames: list[zmq.Frame]) -> Reply:
         if op == "infer":

@@ -163,7 +163,7 @@ def tensor_frame(datatype: str, array: np.ndarray) -> Buffer:
     if datatype == "BYTES":
         return tensors.to_raw(array)
     wire = tensors.numpy_dtype(datatype).newbyteorder("<")
-    return memoryview(np.ascontiguousarray(array, dtype=wire).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(array, dtype=wire).reshape(-1).view(np.uint8).data
 
 
 def _tensor(datatype: str, shape: Sequence[int], index: int, frames: Sequence[Buffer]) -> Any:
