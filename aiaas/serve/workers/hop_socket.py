@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -29,7 +29,7 @@ class LoopSocket:
         self.socket = socket
         self._on_message = on_message
         self._loop = asyncio.get_running_loop()
-        self._fd = socket.getsockopt(zmq.FD)
+        self._fd = cast(int, socket.getsockopt(zmq.FD))
         self._scheduled = False
         self._loop.add_reader(self._fd, self._drain)
         self._drain_soon()
@@ -37,12 +37,15 @@ class LoopSocket:
     def send(self, frames: Sequence[Any]) -> None:
         """Send one multipart message now; raises ``zmq.Again`` when no peer can take it."""
         self.socket.send_multipart(frames, zmq.DONTWAIT, copy=False)
-        if self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if self._readable():
             self._drain_soon()
 
     def close(self) -> None:
         self._loop.remove_reader(self._fd)
         self.socket.close(linger=0)
+
+    def _readable(self) -> bool:
+        return bool(cast(int, self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
     def _drain_soon(self) -> None:
         if not self._scheduled:
@@ -54,7 +57,7 @@ class LoopSocket:
         if self.socket.closed:
             return
         for _ in range(_BATCH):
-            if not self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if not self._readable():
                 return
             self._on_message(self.socket.recv_multipart(zmq.DONTWAIT, copy=False))
         self._drain_soon()
