@@ -21,6 +21,7 @@ SUITES = {
     "edge-agent": "bench.edge_agent_bench",
     "soak": "bench.soak_bench",
     "faults": "bench.faults_bench",
+    "hop": "bench.hop_bench",
 }
 
 

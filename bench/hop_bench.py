@@ -1,0 +1,257 @@
+"""What one hop costs per request: ``DataPlane.infer`` called in process, against the same
+call made over the hop (EngineClient -> ipc:// -> EngineService in an engine process ->
+a DataPlane over the same model), as `aiaas serve --workers N` makes it for every infer.
+
+Two sizes of tensors: the example MLP (one row of 64 floats in, 10 out) and a
+MiniLM-sized batch (8 sequences of 128 token ids, attention mask and token types in;
+8 x 128 x 384 floats, 1.5 MiB, out) from a model no dearer than MiniLM's embedding
+lookup, so that moving the tensors, not the model, is what the figures show. Both use
+the serve bench's dynamic-batching configs. Closed loop for --seconds at each
+concurrency after a warm-up; us/request is wall time over requests answered (at
+concurrency 1 the latency; above it the inverse of throughput).
+
+Usage: python -m bench hop [--seconds 5] [--concurrency 1,64]
+Writes the table to stdout and to bench/results/hop.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import uvloop
+from onnx import TensorProto, helper, numpy_helper
+
+from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.repository import ControlMode, ModelRepository
+from aiaas.serve.sources import DirectorySource
+from aiaas.serve.types import InferInput, InferRequest, InferResponse
+from aiaas.serve.workers.hop import EngineClient, EngineService
+from bench.serve_bench import MINILM_CONFIG, MLP_CONFIG
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SEQUENCE, HIDDEN, VOCAB, BATCH = 128, 384, 1000, 8
+
+Infer = Callable[[str, str | None, InferRequest], Awaitable[InferResponse]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    model: str
+    label: str
+    inputs: dict[str, np.ndarray]
+
+    def request(self) -> InferRequest:
+        return InferRequest(
+            [InferInput(n, _datatype(a), tuple(a.shape), a) for n, a in self.inputs.items()]
+        )
+
+
+def _datatype(array: np.ndarray) -> str:
+    return "FP32" if array.dtype == np.float32 else "INT64"
+
+
+def minilm_sized_model() -> onnx.ModelProto:
+    """MiniLM's inputs and output, with only its embedding lookup for compute."""
+    rng = np.random.default_rng(0)
+    ids = ("input_ids", "attention_mask", "token_type_ids")
+    nodes = [
+        helper.make_node("Gather", ["words", "input_ids"], ["word_vectors"]),
+        helper.make_node("Gather", ["types", "token_type_ids"], ["type_vectors"]),
+        helper.make_node("Add", ["word_vectors", "type_vectors"], ["embedded"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask", "last_axis"], ["mask3"]),
+        helper.make_node("Mul", ["embedded", "mask3"], ["last_hidden_state"]),
+    ]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((VOCAB, HIDDEN)).astype("f4"), "words"),
+        numpy_helper.from_array(rng.standard_normal((2, HIDDEN)).astype("f4"), "types"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "minilm_sized",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", SEQUENCE]) for n in ids],
+        [
+            helper.make_tensor_value_info(
+                "last_hidden_state", TensorProto.FLOAT, ["batch", SEQUENCE, HIDDEN]
+            )
+        ],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def prepare(repo: Path) -> list[Workload]:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from make_model_repository import mlp_model
+
+    for name, model, config in (
+        ("mlp", mlp_model(), MLP_CONFIG),
+        ("minilm_sized", minilm_sized_model(), MINILM_CONFIG),
+    ):
+        (repo / name / "1").mkdir(parents=True)
+        onnx.save(model, repo / name / "1" / "model.onnx")
+        (repo / name / "config.pbtxt").write_text(config)
+    rng = np.random.default_rng(0)
+    tokens = {
+        "input_ids": rng.integers(0, VOCAB, (BATCH, SEQUENCE), dtype=np.int64),
+        "attention_mask": np.ones((BATCH, SEQUENCE), np.int64),
+        "token_type_ids": np.zeros((BATCH, SEQUENCE), np.int64),
+    }
+    return [
+        Workload("mlp", "MLP, 1 x 64 FP32 in", {"input": rng.random((1, 64), np.float32)}),
+        Workload("minilm_sized", f"MiniLM-sized, {BATCH} x {SEQUENCE} tokens", tokens),
+    ]
+
+
+async def closed_loop(infer: Infer, work: Workload, concurrency: int, seconds: float) -> float:
+    """Microseconds per answered request, after a warm-up of a quarter of ``seconds``."""
+
+    async def run_for(duration: float) -> tuple[int, float]:
+        count = 0
+        started = time.perf_counter()
+        deadline = started + duration
+
+        async def caller() -> None:
+            nonlocal count
+            while time.perf_counter() < deadline:
+                await infer(work.model, None, work.request())
+                count += 1
+
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        return count, time.perf_counter() - started
+
+    await run_for(seconds / 4)
+    count, elapsed = await run_for(seconds)
+    return elapsed * 1e6 / count
+
+
+async def measure_in_process(
+    repo: Path, workloads: list[Workload], levels: list[int], seconds: float
+) -> dict[tuple[str, int], float]:
+    repository = ModelRepository([DirectorySource(repo)], ControlMode.NONE)
+    await repository.start()
+    dataplane = DataPlane(repository)
+    try:
+        return {
+            (w.model, c): await closed_loop(dataplane.infer, w, c, seconds)
+            for w in workloads
+            for c in levels
+        }
+    finally:
+        await repository.close()
+
+
+async def measure_over_the_hop(
+    address: str, workloads: list[Workload], levels: list[int], seconds: float
+) -> dict[tuple[str, int], float]:
+    client = EngineClient(address)
+    client.start()
+    try:
+        return {
+            (w.model, c): await closed_loop(client.infer, w, c, seconds)
+            for w in workloads
+            for c in levels
+        }
+    finally:
+        await client.close()
+
+
+def start_engine(repo: Path, address: str, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "bench.hop_bench", "--engine", str(repo), address]
+    with log.open("wb") as out:
+        engine = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while b"bound" not in log.read_bytes():
+        if engine.poll() is not None or time.monotonic() > deadline:
+            engine.kill()
+            raise RuntimeError(f"the engine did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return engine
+
+
+async def serve_engine(repo: Path, address: str) -> None:
+    """The engine process of the measurement (``--engine``): until SIGTERM."""
+    repository = ModelRepository([DirectorySource(repo)], ControlMode.NONE)
+    await repository.start()
+    service = EngineService(DataPlane(repository), address)
+    service.bind()
+    print("bound", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    running = asyncio.create_task(service.run())
+    await stop.wait()
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await repository.close()
+
+
+def table(
+    workloads: list[Workload],
+    levels: list[int],
+    local: dict[tuple[str, int], float],
+    hop: dict[tuple[str, int], float],
+) -> list[str]:
+    lines = [
+        "| workload | concurrency | in-process DataPlane.infer (us/request) "
+        "| over the hop (us/request) | hop cost (us/request) | hop / in-process |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for w in workloads:
+        for c in levels:
+            here, there = local[(w.model, c)], hop[(w.model, c)]
+            lines.append(
+                f"| {w.label} | {c} | {here:,.0f} | {there:,.0f} | {there - here:+,.0f} "
+                f"| {there / here:.2f} x |"
+            )
+    return lines
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench hop")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--engine", nargs=2, metavar=("REPO", "ADDRESS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.engine:
+        uvloop.run(serve_engine(Path(args.engine[0]), args.engine[1]))
+        return
+    levels = [int(c) for c in args.concurrency.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="hop-bench-"))
+    try:
+        workloads = prepare(work / "repo")
+        address = f"ipc://{work}/engine"
+        local = uvloop.run(measure_in_process(work / "repo", workloads, levels, args.seconds))
+        engine = start_engine(work / "repo", address, work / "engine.log")
+        try:
+            hop = uvloop.run(measure_over_the_hop(address, workloads, levels, args.seconds))
+        finally:
+            engine.terminate()
+            engine.wait(30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    lines = table(workloads, levels, local, hop)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    title = f"# The hop (python -m bench hop --seconds {args.seconds:g})"
+    (RESULTS / "hop.md").write_text(f"{title}\n\n{text}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
