@@ -25,7 +25,7 @@ import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from tiny_llama import write_tiny_llama
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from worker_pids import FRONT_END, children, connections_by_process
+from worker_pids import FRONT_END, all_serving, children, connections_by_process
 
 PROVENANCE = "aiaas-model-version"
 A = np.arange(8, dtype=np.int32).reshape(2, 4)
@@ -39,11 +39,12 @@ def server(module_tmp: Path, module_server):
     models.save(models.identity("FP32"), repo, "identity")
     models.save(models.add_sub(), repo, "spare")
     write_tiny_llama(repo, "tiny", 1, context_length=4096)
-    return module_server(
+    started = module_server(
         repo, "--workers", "2", "--model-control-mode", "explicit", "--provenance-header",
         "--max-streams-per-client", "1",
         "--load-model", "add_sub", "--load-model", "identity", "--load-model", "tiny",
     )  # fmt: skip
+    return all_serving(started)
 
 
 def json_body(a: np.ndarray, b: np.ndarray) -> dict:

@@ -22,7 +22,7 @@ import tritonclient.grpc as grpcclient
 from ports import free_port
 from processes import ROOT, server_env
 from tritonclient.utils import InferenceServerException
-from worker_pids import ENGINE, FRONT_END, alive, children, wait_for
+from worker_pids import ENGINE, FRONT_END, alive, all_serving, children, wait_for
 
 X = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 #: Each request runs alone and takes a while: several are in flight when a signal comes.
@@ -38,7 +38,7 @@ ENGINE_DOWN = "the engine process is not answering"
 def server(module_tmp: Path, module_server):
     repo = module_tmp / "repo"
     models.save(models.identity("FP32"), repo, "identity")
-    return module_server(repo, "--workers", "2")
+    return all_serving(module_server(repo, "--workers", "2"))
 
 
 def infer(url: str, timeout: float = 30) -> httpx.Response:
@@ -123,7 +123,7 @@ def test_a_signal_finishes_requests_in_flight_then_everything_exits_0(
     run_root = tmp_path / "run"
     run_root.mkdir()
     monkeypatch.setenv("TMPDIR", str(run_root))  # where the private directory goes
-    server = start_server(repo, "--workers", "2")
+    server = all_serving(start_server(repo, "--workers", "2"))
     (run_dir,) = run_root.glob("aiaas-serve-*")
     assert run_dir.stat().st_mode & 0o777 == 0o700
     assert {path.suffix for path in run_dir.iterdir()} == {".sock", ".ipc"}

@@ -80,3 +80,13 @@ def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
                 held += 1
         counts[pid] = held
     return counts
+
+
+def all_serving(server) -> object:
+    """Wait until every front end serves (the supervisor says so once they all reported
+    ready; the server answers as soon as the first one does)."""
+    wait_for(lambda: SERVING in server.logs(), "every front end to serve")
+    return server
+
+
+SERVING = "front-end processes beside one engine process"
