@@ -132,7 +132,7 @@ async def serve(config: child.ChildConfig) -> None:
         status.failed(error)
         raise SystemExit(exit_code_for(error)) from None
     rest = RestFrontEnd(
-        dataplane,
+        dataplane,  # type: ignore[arg-type]  # what the infer path uses, over the hop
         max_request_bytes=settings.max_request_bytes,
         admin=admin,
         provenance_header=settings.provenance_header,

@@ -200,7 +200,7 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-class GrpcPassthrough(grpc.GenericRpcHandler):
+class GrpcPassthrough(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Every RPC of the inference service the front end does not answer itself, relayed
     as raw bytes (no parsing, no re-encoding); other services stay UNIMPLEMENTED."""
 
@@ -219,7 +219,7 @@ class GrpcPassthrough(grpc.GenericRpcHandler):
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if not method.startswith(f"/{SERVICE}/"):
             return None
         return grpc.unary_unary_rpc_method_handler(self._relay(method))
@@ -262,4 +262,4 @@ def _forwarded_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> list[tup
 def _connected(channel: grpc.aio.Channel) -> bool:
     """An UNAVAILABLE on a connected channel is the engine's own answer (a model not
     ready); on a broken one it is the engine process being down."""
-    return channel.get_state() == grpc.ChannelConnectivity.READY
+    return bool(channel.get_state() == grpc.ChannelConnectivity.READY)
