@@ -108,7 +108,7 @@ class Server:
                 max_request_bytes=settings.max_request_bytes,
                 provenance_header=provenance,
                 admin=self.admin,
-                tls=tls,
+                tls=tls if grpc_address is None else None,  # a private socket: plain
                 handshake_timeout_s=settings.header_timeout_s,
                 address=grpc_address,
             )
