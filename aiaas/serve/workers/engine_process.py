@@ -19,7 +19,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aiaas.errors import AiaasError
 from aiaas.exit_codes import exit_code_for
 from aiaas.serve.logs import configure_logging
-from aiaas.serve.server import HttpServer, Server, http_config, start_metrics
+from aiaas.serve.server import (
+    HttpServer,
+    Server,
+    catalogue_url,
+    http_config,
+    start_metrics,
+)
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineService
@@ -76,6 +82,8 @@ async def serve(config: child.ChildConfig) -> None:
         hop.bind()  # reachable before the supervisor hears "ready" and starts front ends
         serving.append(asyncio.get_running_loop().create_task(hop.run()))
         status.ready()
+        tls = settings.tls_cert is not None
+        log.info("catalogue: %s", catalogue_url(settings.host, config.http_port, tls=tls))
 
     app = forwarded_client(server.rest.with_fast_infer(server.http_app()))
     uds = str(child.engine_http_path(config.run_dir))
