@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings, stateful
 from tiny_llama import write_tiny_llama
 
 from aiaas.registry import Registry
-from aiaas.serve.protocol.openapi import INFER_EXAMPLES, build_document
+from aiaas.serve.protocol.openapi import build_document
+from aiaas.serve.protocol.openapi.v2_paths import INFER_EXAMPLES
 
 EXAMPLES = int(os.environ.get("AIAAS_FUZZ_EXAMPLES", "6"))
 STATEFUL_STEPS = int(os.environ.get("AIAAS_FUZZ_STEPS", "8"))
