@@ -132,6 +132,21 @@ class Point:
     cpu_us: float
     #: The engine process's share of it (what bounds N front ends sharing one engine).
     engine_cpu_us: float = 0.0
+    #: Rows per ONNX Runtime call: how well the dynamic batcher could merge requests.
+    rows_per_run: float = 0.0
+
+
+Counts = Callable[[], Awaitable[tuple[int, int]]]
+
+
+def model_counts(dataplane: DataPlane, model: str) -> tuple[int, int]:
+    """(rows inferred, ONNX Runtime calls) of a model so far, from its statistics."""
+    stats = dataplane.model_statistics(model, None)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+async def no_counts() -> tuple[int, int]:
+    return 0, 0
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -144,13 +159,18 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 async def closed_loop(
-    call: Callable[[], Awaitable[object]], concurrency: int, seconds: float, pids: list[int]
+    call: Callable[[], Awaitable[object]],
+    concurrency: int,
+    seconds: float,
+    pids: list[int],
+    counts: Counts = no_counts,
 ) -> Point:
     """Closed loop for ``seconds`` after a warm-up of a quarter of that; the last of
     ``pids`` is the engine's when there is one."""
 
-    async def run_for(duration: float) -> tuple[int, float, float, float]:
+    async def run_for(duration: float) -> Point:
         count = 0
+        rows, runs = await counts()
         started, cpu, engine = time.perf_counter(), cpu_seconds(pids), cpu_seconds(pids[1:])
         deadline = started + duration
 
@@ -162,11 +182,13 @@ async def closed_loop(
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        return count, elapsed, cpu_seconds(pids) - cpu, cpu_seconds(pids[1:]) - engine
+        cpu, engine = cpu_seconds(pids) - cpu, cpu_seconds(pids[1:]) - engine
+        rows_after, runs_after = await counts()
+        rows_per_run = (rows_after - rows) / max(1, runs_after - runs)
+        return Point(elapsed * 1e6 / count, cpu * 1e6 / count, engine * 1e6 / count, rows_per_run)
 
     await run_for(seconds / 4)
-    count, elapsed, cpu, engine = await run_for(seconds)
-    return Point(elapsed * 1e6 / count, cpu * 1e6 / count, engine * 1e6 / count)
+    return await run_for(seconds)
 
 
 async def measure_in_process(
@@ -180,7 +202,8 @@ async def measure_in_process(
         for w in workloads:
             for c in levels:
                 call = functools.partial(_infer, dataplane.infer, w)
-                points[(w.model, c)] = await closed_loop(call, c, seconds, [os.getpid()])
+                counts = functools.partial(_local_counts, dataplane, w.model)
+                points[(w.model, c)] = await closed_loop(call, c, seconds, [os.getpid()], counts)
     finally:
         await repository.close()
     return points
@@ -199,7 +222,8 @@ async def measure_over_the_hop(
         for w in workloads:
             for c in levels:
                 call = functools.partial(_infer, client.infer, w)
-                points[(w.model, c)] = await closed_loop(call, c, seconds, pids)
+                counts = functools.partial(_remote_counts, client, w.model)
+                points[(w.model, c)] = await closed_loop(call, c, seconds, pids, counts)
     finally:
         await client.close()
     return points
@@ -207,6 +231,15 @@ async def measure_over_the_hop(
 
 async def _infer(infer: Infer, work: Workload) -> InferResponse:
     return await infer(work.model, None, work.request())
+
+
+async def _local_counts(dataplane: DataPlane, model: str) -> tuple[int, int]:
+    return model_counts(dataplane, model)
+
+
+async def _remote_counts(client: EngineClient, model: str) -> tuple[int, int]:
+    rows, runs = await client.call("counts", model=model)
+    return rows, runs
 
 
 def start_engine(repo: Path, address: str, log: Path) -> subprocess.Popen[bytes]:
@@ -227,7 +260,13 @@ async def serve_engine(repo: Path, address: str) -> None:
     """The engine process of the measurement (``--engine``): until SIGTERM."""
     repository = ModelRepository([DirectorySource(repo)], ControlMode.NONE)
     await repository.start()
-    service = EngineService(DataPlane(repository), address)
+    dataplane = DataPlane(repository)
+    service = EngineService(dataplane, address)
+
+    async def counts(model: str) -> list[int]:
+        return list(model_counts(dataplane, model))
+
+    service.ops["counts"] = counts
     service.bind()
     print("bound", flush=True)
     stop = asyncio.Event()
@@ -248,14 +287,16 @@ def table(
     lines = [
         "| workload | concurrency | in process: us/request | CPU us/request "
         "| over the hop: us/request | CPU us/request (both processes) | of it the engine's "
-        "| hop / in process | CPU the hop adds, us/request |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| hop / in process | CPU the hop adds, us/request | rows per ONNX Runtime call "
+        "(in process / over the hop) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in levels:
         there = hop[(ECHO, c)]
         lines.append(
             f"| the hop alone (a `live` call: no model, no tensors) | {c} | - | - "
-            f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} | - | - |"
+            f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} "
+            "| - | - | - |"
         )
     for w in workloads:
         for c in levels:
@@ -263,7 +304,8 @@ def table(
             lines.append(
                 f"| {w.label} | {c} | {here.wall_us:,.0f} | {here.cpu_us:,.0f} "
                 f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} "
-                f"| {there.wall_us / here.wall_us:.2f} x | {there.cpu_us - here.cpu_us:+,.0f} |"
+                f"| {there.wall_us / here.wall_us:.2f} x | {there.cpu_us - here.cpu_us:+,.0f} "
+                f"| {here.rows_per_run:.1f} / {there.rows_per_run:.1f} |"
             )
     return lines
 
