@@ -22,6 +22,7 @@ SUITES = {
     "soak": "bench.soak_bench",
     "faults": "bench.faults_bench",
     "grpc-percall": "bench.grpc_percall_bench",
+    "hop": "bench.hop_bench",
 }
 
 

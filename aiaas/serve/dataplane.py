@@ -163,6 +163,11 @@ class DataPlane:
         check_model_name(name)
         self.repository.get(name, version)
 
+    async def confirm_addressed(self, name: str, version: str | None) -> None:
+        """Nothing to do: ``check_addressed`` already asked the repository. Front ends call
+        it when a body fails to decode, for a data plane in another process (see
+        ``workers.remote``) whose ``check_addressed`` cannot tell."""
+
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         loaded = self.repository.get(name, version)
         if loaded.engine is not None:

@@ -236,7 +236,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """The answer and the provenance of the version that computed it."""
         version = codec.optional_version(request.model_version)
         self.dataplane.check_addressed(request.model_name, version)
-        infer_request = codec.decode_infer_request(request, self.dataplane.limits)
+        try:
+            infer_request = codec.decode_infer_request(request, self.dataplane.limits)
+        except AiaasError:
+            # An unknown model is NOT_FOUND whatever the message: a remote data plane knows
+            # only now.
+            await self.dataplane.confirm_addressed(request.model_name, version)
+            raise
         response = await self.dataplane.infer(request.model_name, version, infer_request)
         return codec.encode_infer_response(response), response.provenance
 

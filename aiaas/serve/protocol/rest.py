@@ -166,13 +166,18 @@ class RestFrontEnd:
         the fast path and the routed endpoint decode, run and encode."""
         try:
             self.dataplane.check_addressed(model, version)
-            body = http_encoding.decode_body(
-                body, _text(headers.get(b"content-encoding")), self.max_request_bytes
-            )
-            header_length = _parse_header_length(headers.get(_HEADER_LENGTH_NAME))
-            infer_request = rest_codec.decode_infer_request(
-                body, header_length, self.dataplane.limits
-            )
+            try:
+                body = http_encoding.decode_body(
+                    body, _text(headers.get(b"content-encoding")), self.max_request_bytes
+                )
+                header_length = _parse_header_length(headers.get(_HEADER_LENGTH_NAME))
+                infer_request = rest_codec.decode_infer_request(
+                    body, header_length, self.dataplane.limits
+                )
+            except AiaasError:
+                # An unknown model is 404 whatever the body: a remote data plane knows only now.
+                await self.dataplane.confirm_addressed(model, version)
+                raise
             response = await self.dataplane.infer(model, version, infer_request)
             content, json_length = rest_codec.encode_infer_response(response, infer_request)
         except AiaasError as error:

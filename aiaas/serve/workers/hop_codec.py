@@ -1,0 +1,173 @@
+"""The hop's wire format: an internal request or response as one msgpack header and one
+frame per tensor, and our errors as (kind, message) records.
+
+Pure functions over plain buffers (no sockets), so the front-end and engine sides, and
+their tests, share one definition of the format. Tensors never go through msgpack or
+pickle: a fixed-size tensor is its little-endian bytes in a frame of its own (sent
+without a copy, read back with ``np.frombuffer`` over the received frame), a BYTES
+tensor is the binary extension's length-prefixed form. A tensor that lives in a
+client's shared-memory region carries no frame: the engine reads and writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from aiaas import errors, tensors
+from aiaas.errors import AiaasError, InternalError, InvalidArgument
+from aiaas.serve import shared_memory
+from aiaas.serve.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
+
+#: A frame as either side holds it: bytes, or a flat memoryview of bytes (of an array
+#: being sent, or of a received frame).
+Buffer = bytes | memoryview
+
+#: The frame index of a tensor that travels in shared memory, not in the message.
+NO_FRAME = -1
+#: What stands in for a tensor kept in shared memory (the codecs use the same).
+_NO_DATA = np.empty(0, dtype=np.uint8)
+
+#: Every error kind by name: the far side raises the same class with the same message.
+ERROR_KINDS: dict[str, type[AiaasError]] = {
+    kind.__name__: kind
+    for kind in vars(errors).values()
+    if isinstance(kind, type) and issubclass(kind, AiaasError)
+}
+
+
+def pack(value: Any) -> bytes:
+    """msgpack with bytes kept as bytes; a value it cannot carry is the request's fault."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidArgument(f"the request cannot be passed to the engine: {error}") from None
+
+
+def unpack(frame: Buffer) -> Any:
+    return msgpack.unpackb(frame, raw=False)
+
+
+# ---- errors ------------------------------------------------------------------------
+
+
+def encode_error(error: AiaasError) -> list[str]:
+    """The nearest kind of ours (a package's own subclass travels as the kind it extends)."""
+    kind = next(k.__name__ for k in type(error).__mro__ if k.__name__ in ERROR_KINDS)
+    return [kind, error.message]
+
+
+def decode_error(record: Any) -> AiaasError:
+    """The error the far side raised; a record that is not one is our own bug."""
+    if isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record):
+        kind = ERROR_KINDS.get(record[0])
+        if kind is not None:
+            return kind(record[1])
+    return InternalError("internal server error")
+
+
+# ---- requests ----------------------------------------------------------------------
+
+
+def encode_request(
+    name: str, version: str | None, request: InferRequest
+) -> tuple[dict[str, Any], list[Buffer]]:
+    """The msgpack-able arguments of an infer call and its tensor frames, in input order."""
+    frames: list[Buffer] = []
+    inputs = [
+        [item.name, item.datatype, list(item.shape), item.parameters, _add_frame(item, frames)]
+        for item in request.inputs
+    ]
+    outputs = None if request.outputs is None else [[o.name, o.parameters] for o in request.outputs]
+    args = {
+        "name": name,
+        "version": version,
+        "id": request.id,
+        "parameters": request.parameters,
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+    return args, frames
+
+
+def decode_request(
+    args: dict[str, Any], frames: Sequence[Buffer]
+) -> tuple[str, str | None, InferRequest]:
+    inputs = [
+        InferInput(name, datatype, tuple(shape), _tensor(datatype, shape, index, frames), params)
+        for name, datatype, shape, params, index in args["inputs"]
+    ]
+    outputs = args["outputs"]
+    request = InferRequest(
+        inputs=inputs,
+        outputs=None if outputs is None else [RequestedOutput(n, p) for n, p in outputs],
+        id=args["id"],
+        parameters=args["parameters"],
+    )
+    return args["name"], args["version"], request
+
+
+# ---- responses ---------------------------------------------------------------------
+
+
+def encode_response(response: InferResponse) -> tuple[dict[str, Any], list[Buffer]]:
+    frames: list[Buffer] = []
+    outputs = [
+        [item.name, item.datatype, list(item.shape), item.parameters, _add_frame(item, frames)]
+        for item in response.outputs
+    ]
+    body = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "id": response.id,
+        "parameters": response.parameters,
+        "provenance": response.provenance,
+        "outputs": outputs,
+    }
+    return body, frames
+
+
+def decode_response(body: dict[str, Any], frames: Sequence[Buffer]) -> InferResponse:
+    outputs = [
+        InferOutput(name, datatype, tuple(shape), _tensor(datatype, shape, index, frames), params)
+        for name, datatype, shape, params, index in body["outputs"]
+    ]
+    return InferResponse(
+        model_name=body["model_name"],
+        model_version=body["model_version"],
+        outputs=outputs,
+        id=body["id"],
+        parameters=body["parameters"],
+        provenance=body["provenance"],
+    )
+
+
+# ---- tensors -----------------------------------------------------------------------
+
+
+def _add_frame(item: InferInput | InferOutput, frames: list[Buffer]) -> int:
+    """Append the tensor's frame; its index, or NO_FRAME when shared memory holds it."""
+    if shared_memory.is_shared(item.parameters):
+        return NO_FRAME
+    frames.append(tensor_frame(item.datatype, item.data))
+    return len(frames) - 1
+
+
+def tensor_frame(datatype: str, array: np.ndarray) -> Buffer:
+    """A tensor's frame: a flat byte view of the array itself when it is already
+    little-endian and contiguous (ZeroMQ then sends its memory without a copy), else of
+    a converted copy."""
+    if datatype == "BYTES":
+        return tensors.to_raw(array)
+    wire = tensors.numpy_dtype(datatype).newbyteorder("<")
+    return np.ascontiguousarray(array, dtype=wire).reshape(-1).view(np.uint8).data
+
+
+def _tensor(datatype: str, shape: Sequence[int], index: int, frames: Sequence[Buffer]) -> Any:
+    """The array over a received frame (no copy); its size is checked against the shape."""
+    if index == NO_FRAME:
+        return _NO_DATA
+    return tensors.from_raw(frames[index], datatype, shape, "a tensor passed between processes")
