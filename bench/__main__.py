@@ -21,12 +21,14 @@ SUITES = {
     "edge-agent": "bench.edge_agent_bench",
     "soak": "bench.soak_bench",
     "faults": "bench.faults_bench",
+    "grpc-percall": "bench.grpc_percall_bench",
     "hop": "bench.hop_bench",
 }
 
 
-#: Suites only run when named: the soak takes half an hour and wants a quiet machine.
-ON_REQUEST = {"soak"}
+#: Suites only run when named: the soak takes half an hour and wants a quiet machine;
+#: grpc-percall compares code trees (commits) of aiaas, a tool for work on the gRPC path.
+ON_REQUEST = {"soak", "grpc-percall"}
 
 
 def main() -> None:

@@ -8,7 +8,10 @@ MiniLM-sized batch (8 sequences of 128 token ids, attention mask and token types
 lookup, so that moving the tensors, not the model, is what the figures show. Both use
 the serve bench's dynamic-batching configs. Closed loop for --seconds at each
 concurrency after a warm-up; us/request is wall time over requests answered (at
-concurrency 1 the latency; above it the inverse of throughput).
+concurrency 1 the latency; above it the inverse of throughput), and CPU us/request the
+CPU time of every process involved (all threads, from /proc) over the same requests:
+on a shared machine the CPU figures move less than the wall-clock ones. A row with no
+model (the engine's `live` operation) shows the hop alone.
 
 Usage: python -m bench hop [--seconds 5] [--concurrency 1,64]
 Writes the table to stdout and to bench/results/hop.md.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -44,6 +48,8 @@ from bench.serve_bench import MINILM_CONFIG, MLP_CONFIG
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SEQUENCE, HIDDEN, VOCAB, BATCH = 128, 384, 1000, 8
+#: The key of the hop-alone rows.
+ECHO = "live"
 
 Infer = Callable[[str, str | None, InferRequest], Awaitable[InferResponse]]
 
@@ -118,57 +124,122 @@ def prepare(repo: Path) -> list[Workload]:
     ]
 
 
-async def closed_loop(infer: Infer, work: Workload, concurrency: int, seconds: float) -> float:
-    """Microseconds per answered request, after a warm-up of a quarter of ``seconds``."""
+@dataclass(frozen=True)
+class Point:
+    #: Wall time over requests answered: the latency at concurrency 1, else 1 / throughput.
+    wall_us: float
+    #: CPU time of every process involved (all their threads) over requests answered.
+    cpu_us: float
+    #: The engine process's share of it (what bounds N front ends sharing one engine).
+    engine_cpu_us: float = 0.0
+    #: Rows per ONNX Runtime call: how well the dynamic batcher could merge requests.
+    rows_per_run: float = 0.0
 
-    async def run_for(duration: float) -> tuple[int, float]:
+
+Counts = Callable[[], Awaitable[tuple[int, int]]]
+
+
+def model_counts(dataplane: DataPlane, model: str) -> tuple[int, int]:
+    """(rows inferred, ONNX Runtime calls) of a model so far, from its statistics."""
+    stats = dataplane.model_statistics(model, None)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+async def no_counts() -> tuple[int, int]:
+    return 0, 0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes, every thread included (/proc/PID/stat)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def closed_loop(
+    call: Callable[[], Awaitable[object]],
+    concurrency: int,
+    seconds: float,
+    pids: list[int],
+    counts: Counts = no_counts,
+) -> Point:
+    """Closed loop for ``seconds`` after a warm-up of a quarter of that; the last of
+    ``pids`` is the engine's when there is one."""
+
+    async def run_for(duration: float) -> Point:
         count = 0
-        started = time.perf_counter()
+        rows, runs = await counts()
+        started, cpu, engine = time.perf_counter(), cpu_seconds(pids), cpu_seconds(pids[1:])
         deadline = started + duration
 
         async def caller() -> None:
             nonlocal count
             while time.perf_counter() < deadline:
-                await infer(work.model, None, work.request())
+                await call()
                 count += 1
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        return count, time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        cpu, engine = cpu_seconds(pids) - cpu, cpu_seconds(pids[1:]) - engine
+        rows_after, runs_after = await counts()
+        rows_per_run = (rows_after - rows) / max(1, runs_after - runs)
+        return Point(elapsed * 1e6 / count, cpu * 1e6 / count, engine * 1e6 / count, rows_per_run)
 
     await run_for(seconds / 4)
-    count, elapsed = await run_for(seconds)
-    return elapsed * 1e6 / count
+    return await run_for(seconds)
 
 
 async def measure_in_process(
     repo: Path, workloads: list[Workload], levels: list[int], seconds: float
-) -> dict[tuple[str, int], float]:
+) -> dict[tuple[str, int], Point]:
     repository = ModelRepository([DirectorySource(repo)], ControlMode.NONE)
     await repository.start()
     dataplane = DataPlane(repository)
+    points = {}
     try:
-        return {
-            (w.model, c): await closed_loop(dataplane.infer, w, c, seconds)
-            for w in workloads
-            for c in levels
-        }
+        for w in workloads:
+            for c in levels:
+                call = functools.partial(_infer, dataplane.infer, w)
+                counts = functools.partial(_local_counts, dataplane, w.model)
+                points[(w.model, c)] = await closed_loop(call, c, seconds, [os.getpid()], counts)
     finally:
         await repository.close()
+    return points
 
 
 async def measure_over_the_hop(
-    address: str, workloads: list[Workload], levels: list[int], seconds: float
-) -> dict[tuple[str, int], float]:
-    client = EngineClient(address)
+    address: str, engine_pid: int, workloads: list[Workload], levels: list[int], seconds: float
+) -> dict[tuple[str, int], Point]:
+    client = EngineClient(address, connect_wait_s=60)
     client.start()
+    pids = [os.getpid(), engine_pid]
+    points = {}
     try:
-        return {
-            (w.model, c): await closed_loop(client.infer, w, c, seconds)
-            for w in workloads
-            for c in levels
-        }
+        for c in levels:
+            points[(ECHO, c)] = await closed_loop(lambda: client.call("live"), c, seconds, pids)
+        for w in workloads:
+            for c in levels:
+                call = functools.partial(_infer, client.infer, w)
+                counts = functools.partial(_remote_counts, client, w.model)
+                points[(w.model, c)] = await closed_loop(call, c, seconds, pids, counts)
     finally:
         await client.close()
+    return points
+
+
+async def _infer(infer: Infer, work: Workload) -> InferResponse:
+    return await infer(work.model, None, work.request())
+
+
+async def _local_counts(dataplane: DataPlane, model: str) -> tuple[int, int]:
+    return model_counts(dataplane, model)
+
+
+async def _remote_counts(client: EngineClient, model: str) -> tuple[int, int]:
+    rows, runs = await client.call("counts", model=model)
+    return rows, runs
 
 
 def start_engine(repo: Path, address: str, log: Path) -> subprocess.Popen[bytes]:
@@ -189,7 +260,13 @@ async def serve_engine(repo: Path, address: str) -> None:
     """The engine process of the measurement (``--engine``): until SIGTERM."""
     repository = ModelRepository([DirectorySource(repo)], ControlMode.NONE)
     await repository.start()
-    service = EngineService(DataPlane(repository), address)
+    dataplane = DataPlane(repository)
+    service = EngineService(dataplane, address)
+
+    async def counts(model: str) -> list[int]:
+        return list(model_counts(dataplane, model))
+
+    service.ops["counts"] = counts
     service.bind()
     print("bound", flush=True)
     stop = asyncio.Event()
@@ -204,20 +281,31 @@ async def serve_engine(repo: Path, address: str) -> None:
 def table(
     workloads: list[Workload],
     levels: list[int],
-    local: dict[tuple[str, int], float],
-    hop: dict[tuple[str, int], float],
+    local: dict[tuple[str, int], Point],
+    hop: dict[tuple[str, int], Point],
 ) -> list[str]:
     lines = [
-        "| workload | concurrency | in-process DataPlane.infer (us/request) "
-        "| over the hop (us/request) | hop cost (us/request) | hop / in-process |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| workload | concurrency | in process: us/request | CPU us/request "
+        "| over the hop: us/request | CPU us/request (both processes) | of it the engine's "
+        "| hop / in process | CPU the hop adds, us/request | rows per ONNX Runtime call "
+        "(in process / over the hop) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    for c in levels:
+        there = hop[(ECHO, c)]
+        lines.append(
+            f"| the hop alone (a `live` call: no model, no tensors) | {c} | - | - "
+            f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} "
+            "| - | - | - |"
+        )
     for w in workloads:
         for c in levels:
             here, there = local[(w.model, c)], hop[(w.model, c)]
             lines.append(
-                f"| {w.label} | {c} | {here:,.0f} | {there:,.0f} | {there - here:+,.0f} "
-                f"| {there / here:.2f} x |"
+                f"| {w.label} | {c} | {here.wall_us:,.0f} | {here.cpu_us:,.0f} "
+                f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} "
+                f"| {there.wall_us / here.wall_us:.2f} x | {there.cpu_us - here.cpu_us:+,.0f} "
+                f"| {here.rows_per_run:.1f} / {there.rows_per_run:.1f} |"
             )
     return lines
 
@@ -226,6 +314,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench hop")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--models", default="mlp,minilm_sized")
     parser.add_argument("--engine", nargs=2, metavar=("REPO", "ADDRESS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.engine:
@@ -234,12 +323,15 @@ def main(argv: list[str]) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="hop-bench-"))
     try:
-        workloads = prepare(work / "repo")
+        chosen = args.models.split(",")
+        workloads = [w for w in prepare(work / "repo") if w.model in chosen]
         address = f"ipc://{work}/engine"
         local = uvloop.run(measure_in_process(work / "repo", workloads, levels, args.seconds))
         engine = start_engine(work / "repo", address, work / "engine.log")
         try:
-            hop = uvloop.run(measure_over_the_hop(address, workloads, levels, args.seconds))
+            hop = uvloop.run(
+                measure_over_the_hop(address, engine.pid, workloads, levels, args.seconds)
+            )
         finally:
             engine.terminate()
             engine.wait(30)

@@ -10,13 +10,13 @@ once, the language-model streams already running); then MLP traffic runs open lo
 `--fraction` of it over both protocols while the streams continue. Every `--swap-secs` a
 new MLP version folder appears and the old one goes; the default version policy (latest
 1) makes the server swap. Load generators are processes of their own (bench/soak_load.py).
+This module runs the soak; bench/soak_report.py turns what it measured into the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import shutil
 import subprocess
@@ -24,79 +24,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from bench.loadgen import Process
 from bench.serve_bench import prepare_mlp, start_aiaas
+from bench.soak_records import ROOT, Options, Sample, Soak, read_records
+from bench.soak_report import write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "bench" / "_work" / "soak"
-RESULTS = ROOT / "bench" / "results"
 MLP, LLM = "mlp", "tiny"
-KINDS = ("rest", "grpc", "llm")
-P99_TOLERANCE = 1.5
-RSS_TOLERANCE_PCT = 5.0
-
-
-@dataclass(frozen=True)
-class Options:
-    minutes: float = 30.0
-    fraction: float = 0.8
-    swap_secs: float = 60.0
-    capacity_secs: float = 20.0
-    concurrency: int = 8
-    streams: int = 2
-    max_tokens: int = 16
-    interval_secs: float = 10.0
-    warmup_secs: float = 120.0
-    poll_secs: float = 1.0
-    results: Path = RESULTS
-    #: Scratch: the model repository, the server's log, each generator's records and log.
-    work: Path = WORK
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    end: float
-    latency_ms: float
-    ok: bool
-    version: str
-
-
-@dataclass
-class Sample:
-    at: float
-    rss_mib: float
-    threads: int
-    fds: int
-
-
-@dataclass
-class Soak:
-    """What one run measured; `broken` says why the run itself failed, if it did."""
-
-    options: Options
-    capacity: dict[str, float] = field(default_factory=dict)
-    rates: dict[str, float] = field(default_factory=dict)
-    start: float = 0.0
-    end: float = 0.0
-    records: dict[str, list[Record]] = field(default_factory=dict)
-    samples: list[Sample] = field(default_factory=list)
-    swaps: list[float] = field(default_factory=list)
-    broken: str = ""
-
-    def failures(self) -> int:
-        return sum(not r.ok for rs in self.records.values() for r in rs)
-
-    def total(self) -> int:
-        return sum(len(rs) for rs in self.records.values())
-
-    def versions_seen(self) -> set[str]:
-        return {r.version for k in ("rest", "grpc") for r in self.records.get(k, []) if r.ok}
 
 
 # ---- the model repository and its swaps ------------------------------------------------
@@ -179,17 +114,6 @@ def stopping(processes: Iterable[subprocess.Popen[bytes]]) -> Iterator[None]:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-
-
-def read_records(path: Path) -> list[Record]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 4:  # a line cut short by a killed generator is left out
-            records.append(Record(float(parts[0]), float(parts[1]), parts[2] == "1", parts[3]))
-    return records
 
 
 def sample(pid: int) -> Sample:
@@ -304,150 +228,6 @@ def run_soak(options: Options) -> Soak:
     return soak
 
 
-# ---- figures ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def window(soak: Soak, kinds: tuple[str, ...], lo: float, hi: float) -> list[Record]:
-    """Records of `kinds` that ended between lo and hi seconds into the soak."""
-    return [r for k in kinds for r in soak.records.get(k, [])
-            if lo <= r.end - soak.start < hi]  # fmt: skip
-
-
-def intervals(soak: Soak) -> list[dict[str, Any]]:
-    """One row per interval: (requests/s, p50, p99, failed) per kind, and the server sample
-    nearest its end. Records are bucketed in one pass: a full run holds millions."""
-    step = soak.options.interval_secs
-    count = max(1, math.ceil((soak.end - soak.start) / step - 1e-6))
-    buckets: dict[str, list[list[Record]]] = {k: [[] for _ in range(count)] for k in KINDS}
-    for kind in KINDS:
-        for record in soak.records.get(kind, []):
-            index = int((record.end - soak.start) // step)
-            if 0 <= index < count:
-                buckets[kind][index].append(record)
-    rows = []
-    for index in range(count):
-        at = (index + 1) * step
-        row: dict[str, Any] = {"t": at}
-        for kind in KINDS:
-            records = buckets[kind][index]
-            latencies = [r.latency_ms for r in records if r.ok]
-            row[kind] = (len(records) / step, percentile(latencies, 50),
-                         percentile(latencies, 99), sum(not r.ok for r in records))  # fmt: skip
-        row["sample"] = min(soak.samples, key=lambda s: abs(s.at - soak.start - at))
-        rows.append(row)
-    return rows
-
-
-@dataclass(frozen=True)
-class Verdict:
-    warmup_s: float
-    span_s: float
-    rss_warm: float
-    rss_end: float
-    p99_first: float
-    p99_last: float
-
-    @property
-    def rss_growth_pct(self) -> float:
-        return (self.rss_end - self.rss_warm) / self.rss_warm * 100
-
-    @property
-    def p99_ratio(self) -> float:
-        return self.p99_last / self.p99_first
-
-
-def verdict(soak: Soak) -> Verdict:
-    """Warm-up is `warmup_secs` (2 min), or a quarter of a shorter run; p99 compares the
-    first and last 5 minutes after it (halves of what is left, if that is shorter)."""
-    length = soak.end - soak.start
-    warmup = min(soak.options.warmup_secs, length / 4)
-    span = min(300.0, (length - warmup) / 2)
-    warm = min(soak.samples, key=lambda s: abs(s.at - soak.start - warmup))
-    mlp = ("rest", "grpc")
-    first = [r.latency_ms for r in window(soak, mlp, warmup, warmup + span) if r.ok]
-    last = [r.latency_ms for r in window(soak, mlp, length - span, float("inf")) if r.ok]
-    return Verdict(warmup, span, warm.rss_mib, soak.samples[-1].rss_mib,
-                   percentile(first, 99), percentile(last, 99))  # fmt: skip
-
-
-def targets(soak: Soak, v: Verdict) -> list[tuple[str, bool, str]]:
-    failures = soak.failures()
-    return [
-        ("zero failed requests", failures == 0, f"{failures} of {soak.total()}"),
-        (f"RSS growth after warm-up < {RSS_TOLERANCE_PCT:g}%", v.rss_growth_pct < RSS_TOLERANCE_PCT,
-         f"{v.rss_warm:.1f} -> {v.rss_end:.1f} MiB ({v.rss_growth_pct:+.1f}%)"),
-        (f"p99 stable (last within {P99_TOLERANCE}x of first)", v.p99_ratio <= P99_TOLERANCE,
-         f"{v.p99_first:.1f} -> {v.p99_last:.1f} ms ({v.p99_ratio:.2f}x)"),
-    ]  # fmt: skip
-
-
-def report(soak: Soak) -> str:
-    o, v = soak.options, verdict(soak)
-    lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores: {o.minutes:g} min"
-        f" at {o.fraction:.0%} of capacity, an MLP version swap every {o.swap_secs:g} s"
-        f" ({len(soak.swaps)} swaps, versions answered: {len(soak.versions_seen())}).",
-        f"Capacity (closed loop, c={o.concurrency} each, {o.capacity_secs:g} s, with"
-        f" {o.streams} language-model streams running): "
-        + ", ".join(f"{k} {soak.capacity[k]:.1f} req/s" for k in soak.capacity)
-        + "; soak rates: " + ", ".join(f"{k} {soak.rates[k]:.1f} req/s" for k in soak.rates)
-        + f"; plus {o.streams} closed-loop `/v1/completions` streams of {o.max_tokens} tokens"
-        " (tiny random Llama).",
-        "",
-        "| target | met | figures |",
-        "|---|---|---|",
-        *(f"| {name} | {'yes' if ok else 'MISSED'} | {figures} |"
-          for name, ok, figures in targets(soak, v)),
-        "",
-        f"Total requests {soak.total()}, failed {soak.failures()}. Warm-up {v.warmup_s:.0f} s;"
-        f" p99 windows {v.span_s:.0f} s (MLP, REST and gRPC together).",
-        "",
-        "| t s | REST req/s | REST p50/p99 ms | gRPC req/s | gRPC p50/p99 ms | LLM streams/s"
-        " | LLM p99 ms | failed | RSS MiB | threads | fds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
-    for row in intervals(soak):
-        (rr, r50, r99, rf), (gr, g50, g99, gf), (lr, _, l99, lf) = (row[k] for k in KINDS)
-        s = row["sample"]
-        lines.append(f"| {row['t']:.0f} | {rr:.1f} | {r50:.1f}/{r99:.1f} | {gr:.1f} |"
-                     f" {g50:.1f}/{g99:.1f} | {lr:.2f} | {l99:.0f} | {rf + gf + lf} |"
-                     f" {s.rss_mib:.1f} | {s.threads} | {s.fds} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def plot(soak: Soak, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = intervals(soak)
-    minutes = [row["t"] / 60 for row in rows]
-    figure, (top, middle, bottom) = plt.subplots(3, 1, sharex=True, figsize=(9, 8))
-    for kind, label in (("rest", "MLP REST"), ("grpc", "MLP gRPC"), ("llm", "LLM streams")):
-        top.plot(minutes, [row[kind][0] for row in rows], label=label)
-        middle.plot(minutes, [row[kind][2] for row in rows], label=label)
-    top.set_ylabel("requests/s")
-    middle.set_ylabel("p99 ms")
-    middle.set_yscale("log")
-    bottom.plot([(s.at - soak.start) / 60 for s in soak.samples],
-                [s.rss_mib for s in soak.samples], color="black")  # fmt: skip
-    bottom.set_ylabel("server RSS MiB")
-    bottom.set_xlabel("minutes")
-    for swap in soak.swaps:
-        for axis in (top, middle, bottom):
-            axis.axvline((swap - soak.start) / 60, color="grey", alpha=0.2, linewidth=0.8)
-    top.legend(loc="lower right")
-    top.set_title("aiaas soak: throughput, p99 and RSS (grey lines: MLP version swaps)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 def parse(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench soak")
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -470,10 +250,4 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"soak run broke: {error}") from None
     except KeyboardInterrupt:  # the server and generators were stopped on the way out
         raise SystemExit("soak interrupted: no results written") from None
-    options.results.mkdir(parents=True, exist_ok=True)
-    text = report(soak)
-    (options.results / "soak.md").write_text(text)
-    plot(soak, options.results / "soak.png")
-    print("\n" + text)
-    for name, ok, figures in targets(soak, verdict(soak)):
-        print(f"{'met   ' if ok else 'MISSED'} {name}: {figures}")
+    write_results(soak)

@@ -5,13 +5,18 @@ from fuzzer bytes."""
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from aiaas.serve.llm.tokenizer import ChatTokenizer
 
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# tests/tiny_tokenizer.py: the tokenizer the tests' tiny Llama has, on a corpus of its own.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_tokenizer import train_tokenizer
+
 #: ChatML (SmolLM2's shape), Llama 3's, and one that polices roles with raise_exception.
 TEMPLATES = [
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -33,24 +38,14 @@ _CORPUS = [
 
 
 @functools.cache
-def _tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_CORPUS, trainer)
-    return tokenizer
+def _trained() -> Tokenizer:
+    return train_tokenizer(_CORPUS)
 
 
 @functools.lru_cache(maxsize=64)
 def tokenizer(template: str) -> ChatTokenizer:
     return ChatTokenizer(
-        _tokenizer(),
+        _trained(),
         chat_template=template,
         bos_token_id=0,
         add_bos_token=True,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tiny_tokenizer import train_tokenizer
 from torch import nn
 
 from aiaas.serve.llm.engine import LLMEngine
@@ -35,7 +35,6 @@ class Dims:
 
 #: SmolLM2-135M's shape: random weights of it time a decode step as the real model does.
 SMOLLM2_135M = Dims(layers=30, heads=9, kv_heads=3, head_dim=64, hidden=576, ffn=1536, vocab=49152)
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -125,20 +124,6 @@ class TinyLlama(nn.Module):
         return (self.head(self.norm(x)), *presents)
 
 
-def _tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    return tokenizer
-
-
 def write_tiny_llama(
     repo: Path,
     name: str = "tiny",
@@ -150,7 +135,7 @@ def write_tiny_llama(
     dims: Dims = Dims(),
 ) -> Path:
     """A model folder `repo/name/version` in the contract's layout; returns the version dir."""
-    tokenizer = _tokenizer()
+    tokenizer = train_tokenizer(CORPUS)
     vocab = dims.vocab or tokenizer.get_vocab_size()
     torch.manual_seed(seed)
     model = TinyLlama(dims, vocab).eval()

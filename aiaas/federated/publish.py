@@ -11,7 +11,7 @@ fingerprint and size: a hash, never the data); rounds.jsonl goes along as an art
 
 from __future__ import annotations
 
-import json
+import functools
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -23,9 +23,8 @@ import torch
 from aiaas.federated import task
 from aiaas.federated.config import FederatedJob
 from aiaas.federated.rundir import FederatedRunDir
-from aiaas.lineage import make_record
 from aiaas.train.data import fetch, load_dataset
-from aiaas.train.publish import export_model, registry_uri, run_recipe
+from aiaas.train.publish import export_and_register, run_recipe
 
 if TYPE_CHECKING:
     from aiaas.registry.records import ModelVersion
@@ -46,23 +45,15 @@ def publish(
     if not source:
         source, kwargs = job.data.dataset, job.data.kwargs
     example_input = fetch(load_dataset(source, kwargs, fjob.base), [0])[0]
-    info = json.loads((run.root / "run.json").read_text())
-    record = make_record(
-        "federated",
-        run_id=info["run_id"],
+    return export_and_register(
+        job,
+        run,
+        model,
+        example_input,
+        step="federated",
         dataset_fingerprint=lineage.get("dataset_fingerprint"),
-        recipe=run_recipe(job, run),
+        register_version=functools.partial(register, fjob, run, metrics=metrics, lineage=lineage),
     )
-    onnx_path, name, outcome = export_model(
-        job, model, example_input, run.model_repository, lineage=record
-    )
-    uri = registry_uri(job)
-    if uri:
-        version = register(fjob, run, onnx_path, name, uri, metrics, lineage)
-        outcome["registered"] = version.uri
-        if version.identical_to:  # said, not silently repeated
-            outcome["identical_to"] = ", ".join(ref.uri for ref in version.identical_to)
-    return outcome
 
 
 def register(
@@ -76,7 +67,7 @@ def register(
 ) -> ModelVersion:
     from aiaas.registry.api import Registry
 
-    info = json.loads((run.root / "run.json").read_text())
+    info = run.info()
     with tempfile.TemporaryDirectory(prefix="aiaas-federated-") as staging_dir:
         staging = Path(staging_dir)
         shutil.copyfile(onnx_path, staging / "model.onnx")

@@ -60,7 +60,16 @@ class _Client(NumPyClient):
             seed=task.round_seed(int(config["seed"]), server_round, self.client.partition_id),
         )
         arrays = [value.numpy() for value in result.state_dict.values()]
-        return arrays, result.num_examples, {"train_loss": result.train_loss}
+        # SecAgg+ masks the update, not the fit metrics: what the client trained on (a hash
+        # and a count, never the data) reaches the server's lineage as on the message path.
+        metrics = {
+            "train_loss": result.train_loss,
+            "partition-id": self.client.partition_id,
+            "dataset_fingerprint": self.client.data_fingerprint
+            or task.data_fingerprint(self.client.dataset),
+            "examples": result.num_examples,
+        }
+        return arrays, result.num_examples, metrics
 
     def evaluate(
         self, parameters: list[np.ndarray], config: dict[str, Any]
@@ -85,6 +94,17 @@ def run_secagg_server(grid: Grid, context: Context, settings: ServerSettings) ->
     eval_data = load_dataset(job.data.eval_dataset, job.data.eval_kwargs, fjob.base)
     outcome = ServerOutcome(state=initial)
     clock = {"round_start": time.perf_counter()}
+    #: The clients' reports of the round being aggregated (fit comes before evaluate_fn).
+    reported: dict[str, dict[str, Any]] = {}
+
+    def collect_fit_metrics(results: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+        reported.clear()
+        for _, metrics in results:
+            reported[str(int(metrics["partition-id"]))] = {
+                "dataset_fingerprint": str(metrics["dataset_fingerprint"]),
+                "examples": int(metrics["examples"]),
+            }
+        return {}
 
     def evaluate_fn(
         server_round: int, arrays: list[np.ndarray], config: dict[str, Any]
@@ -94,7 +114,9 @@ def run_secagg_server(grid: Grid, context: Context, settings: ServerSettings) ->
         scores = task.evaluate(job, state, eval_data)
         if server_round > 0:
             outcome.state, outcome.last_round = state, server_round
-            line = {"round": server_round, "secagg": True, "clients": [], "failed": []}
+            clients = sorted(int(client) for client in reported)
+            line = {"round": server_round, "secagg": True, "clients": clients, "failed": []}
+            line["client_data"] = dict(reported)
             line |= {f"server_eval_{key}": value for key, value in scores.items()}
             line["round_s"] = time.perf_counter() - clock["round_start"]
             run.save_checkpoint(server_round, {"state": state, "strategy": {}})
@@ -110,6 +132,7 @@ def run_secagg_server(grid: Grid, context: Context, settings: ServerSettings) ->
         min_evaluate_clients=federated.min_fit_clients,
         min_available_clients=federated.min_available_clients,
         evaluate_fn=evaluate_fn,
+        fit_metrics_aggregation_fn=collect_fit_metrics,
         on_fit_config_fn=lambda server_round: {
             "server-round": server_round,
             "local-epochs": federated.epochs_per_round(job),

@@ -107,8 +107,13 @@ class Batcher:
         levels = max(batching.priority_levels, 1)
         self._queues: list[deque[_Pending]] = [deque() for _ in range(levels + 1)]
         self._queued = 0
+        #: Rows waiting in every queue: a forming batch is woken once these could fill it.
+        self._queued_rows = 0
         self._in_flight = 0
         self._arrived = asyncio.Event()
+        #: The batch a worker is filling and the future its wait ends on, if one is.
+        self._forming: _Batch | None = None
+        self._wake: asyncio.Future[bool] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -158,8 +163,12 @@ class Batcher:
             pending.timer = loop.call_later(timeout / 1e6, self._expire, pending, policy, timeout)
         self._queues[level].append(pending)
         self._queued += 1
+        self._queued_rows += rows
         self._idle.clear()
         self._arrived.set()
+        forming = self._forming
+        if forming is not None and forming.rows + self._queued_rows >= self._batch_limit:
+            _resolve(self._wake, False)
         return await pending.future
 
     def _level(self, priority: int) -> int:
@@ -185,6 +194,7 @@ class Batcher:
     def _dequeued(self, pending: _Pending) -> None:
         pending.queued = False
         self._queued -= 1
+        self._queued_rows -= pending.rows
         if pending.timer is not None:
             pending.timer.cancel()
         if self._queued == 0 and self._in_flight == 0:
@@ -217,16 +227,26 @@ class Batcher:
         if not batch.items or not delay_ns or not self._batched:
             return
         deadline = batch.items[0].enqueued_ns + delay_ns
+        loop = asyncio.get_running_loop()
         while not self._full(batch):
             remaining = (deadline - time.perf_counter_ns()) / 1e9
             if remaining <= 0:
                 break
-            self._arrived.clear()
+            # One timer for the wait, and no wake-up per arrival: `infer` ends the wait
+            # only once the queued rows could fill the batch (each wake-up costs the
+            # event loop a task switch while it is busiest).
+            wake: asyncio.Future[bool] = loop.create_future()
+            timer = loop.call_later(remaining, _resolve, wake, True)
+            self._forming, self._wake = batch, wake
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                break
+                timed_out = await wake
+            finally:
+                timer.cancel()
+                if self._wake is wake:  # another instance's worker may be filling now
+                    self._forming = self._wake = None
             self._take(batch)
+            if timed_out:
+                break
 
     def _full(self, batch: _Batch) -> bool:
         return batch.rows >= self._batch_limit
@@ -304,6 +324,11 @@ class Batcher:
                 if not pending.future.done():
                     pending.future.set_exception(Unavailable("model version was unloaded"))
         self._executor.shutdown(wait=True)
+
+
+def _resolve(wake: asyncio.Future[bool] | None, timed_out: bool) -> None:
+    if wake is not None and not wake.done():
+        wake.set_result(timed_out)
 
 
 def _rows(inputs: Mapping[str, np.ndarray]) -> int:

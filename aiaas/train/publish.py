@@ -9,9 +9,9 @@ hash of the training data.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +37,34 @@ def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dic
     model.eval()
     dataset = load_dataset(job.data.dataset, job.data.kwargs, base)
     example_input = fetch(dataset, [0])[0]  # one real sample, with its batch axis
-    info = json.loads((run.root / "run.json").read_text())
+    return export_and_register(
+        job,
+        run,
+        model,
+        example_input,
+        step="train",
+        dataset_fingerprint=run.info().get("dataset_fingerprint"),
+        register_version=functools.partial(register, job, run, result),
+    )
+
+
+def export_and_register(
+    job: JobConfig,
+    run: RunDir,
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    *,
+    step: str,
+    dataset_fingerprint: str | None,
+    register_version: Callable[[Path, str, str], ModelVersion],
+) -> dict[str, Any]:
+    """The tail both `aiaas train` and `aiaas federated` end with: the export carries the
+    run's lineage record (``step`` names the stage), then, when a registry is configured,
+    ``register_version(onnx_path, name, registry_uri)``; returns what went where."""
     record = make_record(
-        "train",
-        run_id=info["run_id"],
-        dataset_fingerprint=info.get("dataset_fingerprint"),
+        step,
+        run_id=run.info()["run_id"],
+        dataset_fingerprint=dataset_fingerprint,
         recipe=run_recipe(job, run),
     )
     onnx_path, name, outcome = export_model(
@@ -49,7 +72,7 @@ def publish(job: JobConfig, run: RunDir, result: TrainResult, base: Path) -> dic
     )
     uri = registry_uri(job)
     if uri:
-        version = register(job, run, result, onnx_path, name, uri)
+        version = register_version(onnx_path, name, uri)
         outcome["registered"] = version.uri
         if version.identical_to:  # said, not silently repeated
             outcome["identical_to"] = ", ".join(ref.uri for ref in version.identical_to)
@@ -106,7 +129,7 @@ def register(
     """A new registry version of `name` carrying this run's lineage."""
     from aiaas.registry.api import Registry
 
-    info = json.loads((run.root / "run.json").read_text())
+    info = run.info()
     with Registry.open(uri=uri) as registry:
         version = registry.register(
             name,

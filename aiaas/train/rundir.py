@@ -83,6 +83,11 @@ class RunDir:
         write_json(info_path, info)
         return info
 
+    def info(self) -> dict[str, Any]:
+        """run.json as `start` and `update_info` left it."""
+        info: dict[str, Any] = json.loads((self.root / "run.json").read_text())
+        return info
+
     def update_info(self, **fields: Any) -> None:
         info_path = self.root / "run.json"
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}

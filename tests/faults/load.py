@@ -1,9 +1,12 @@
-"""Client threads sending add_sub requests over REST until stopped, through a server's
-death and restart: each answer is checked; refused connections are counted, not raised."""
+"""Client threads doing work in a loop until stopped, through a fault: add_sub requests
+over REST through a server's death and restart (each answer checked; refused connections
+counted, not raised), and the base the other fault tests' loads share."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -25,16 +28,17 @@ def check_add_sub(response: httpx.Response, a: np.ndarray, b: np.ndarray) -> Non
     assert outputs["difference"] == (a - b).ravel().tolist()
 
 
-class AddSubLoad:
-    def __init__(self, url: str, model: str = "add_sub", clients: int = 3) -> None:
-        self.url = f"{url}/v2/models/{model}/infer"
-        self.answered = 0
-        self.connection_errors = 0
-        self.wrong: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, args=(i,)) for i in range(clients)]
+class LoadThreads:
+    """Threads that each run `_loop(argument)` from the `with` block's start until its end,
+    when they are told to stop and joined."""
 
-    def __enter__(self) -> AddSubLoad:
+    join_timeout_s = 60.0
+
+    def __init__(self, arguments: Iterable[object]) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(a,)) for a in arguments]
+
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -42,7 +46,19 @@ class AddSubLoad:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(60)
+            thread.join(self.join_timeout_s)
+
+    def _loop(self, argument: Any) -> None:
+        raise NotImplementedError
+
+
+class AddSubLoad(LoadThreads):
+    def __init__(self, url: str, model: str = "add_sub", clients: int = 3) -> None:
+        self.url = f"{url}/v2/models/{model}/infer"
+        self.answered = 0
+        self.connection_errors = 0
+        self.wrong: list[str] = []
+        super().__init__(range(clients))
 
     def _loop(self, seed: int) -> None:
         rng = np.random.default_rng(seed)

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import models
 import onnx
 import pytest
+from load import LoadThreads
 from ports import free_port
 from processes import ROOT, server_env
 from registry.pg_cluster import INSTALL_HINT, PostgresCluster, find_bin
+from traffic import wait_for
 
 from aiaas.errors import Unavailable
 from aiaas.exit_codes import ExitCode
 from aiaas.registry import Registry
 
 pytestmark = pytest.mark.postgres
+#: How long each phase may take (threads started, the outage seen, work resumed).
+WAIT_S = 120.0
 
 
 @pytest.fixture
@@ -38,8 +41,10 @@ def cluster():
     own.stop()
 
 
-class Load:
+class Load(LoadThreads):
     """Threads doing registry work in a loop until stopped, recording what happened."""
+
+    join_timeout_s = 120.0
 
     def __init__(self, uri: str, root: str, model_file: Path) -> None:
         self.uri, self.root, self.model_file = uri, root, model_file
@@ -48,21 +53,9 @@ class Load:
         self.other: list[BaseException] = []
         self.successes = 0
         self.opened = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(job,)) for job in
-                         ("register", "register", "alias", "read")]  # fmt: skip
+        super().__init__(["register", "register", "alias", "read"])
 
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(120)
-
-    def _run(self, job: str) -> None:
+    def _loop(self, job: str) -> None:
         with Registry.open(self.uri, self.root) as registry:
             self.opened += 1
             while not self._stop.is_set():
@@ -97,16 +90,16 @@ def test_registry_survives_a_postgres_restart_under_load(cluster, tmp_path):
 
     with Load(uri, root, model_file) as load:
         # every thread has opened its registry before the outage begins
-        wait_until(lambda: load.opened == 4 and len(load.registered) >= 5)
+        wait_for(lambda: load.opened == 4 and len(load.registered) >= 5, WAIT_S)
         cluster.pause()
         outage = subprocess.run(
             [sys.executable, "-m", "aiaas.cli", "models", "versions", "m"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        wait_until(lambda: load.unavailable >= 3)
+        wait_for(lambda: load.unavailable >= 3, WAIT_S)
         cluster.resume()
         after = len(load.registered)
-        wait_until(lambda: len(load.registered) >= after + 5)
+        wait_for(lambda: len(load.registered) >= after + 5, WAIT_S)
 
     assert load.other == [], [f"{type(e).__name__}: {e}" for e in load.other]
     assert outage.returncode == ExitCode.UNAVAILABLE, outage.stderr
@@ -120,10 +113,3 @@ def test_registry_survives_a_postgres_restart_under_load(cluster, tmp_path):
     assert stored == list(range(1, len(stored) + 1))
     assert len(load.registered) == len(set(load.registered))
     assert set(load.registered) <= set(stored)
-
-
-def wait_until(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)

@@ -54,6 +54,30 @@ def test_close_while_a_batch_waits_for_company_still_answers_it():
     np.testing.assert_array_equal(second, (np.arange(4, dtype=np.float32).reshape(1, 4) + 1) * 2)
 
 
+def test_a_batch_that_fills_runs_at_once_without_waiting_out_its_queue_delay():
+    """The batch waits up to 60 s for company; its eighth row fills it, so it runs then."""
+    sizes: list[int] = []
+
+    def record(instance, inputs, names):
+        sizes.append(inputs["x"].shape[0])
+        return double(instance, inputs, names)
+
+    async def scenario() -> list[np.ndarray]:
+        b = batcher(max_queue_delay_us=60_000_000, run=record)
+        rows = [np.full((1, 4), i, np.float32) for i in range(8)]
+        first = asyncio.create_task(b.infer({"x": rows[0]}, ["y"]))
+        await asyncio.sleep(0.05)  # the batch has formed around the first and waits
+        rest = [asyncio.create_task(b.infer({"x": x}, ["y"])) for x in rows[1:]]
+        results = await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+        await b.close()
+        return [r["y"] for r in results]
+
+    results = asyncio.run(scenario())
+    assert sizes == [8]
+    for i, y in enumerate(results):
+        np.testing.assert_array_equal(y, np.full((1, 4), 2 * i, np.float32))
+
+
 def test_a_long_queue_is_cut_into_batches_of_the_largest_preferred_size():
     sizes: list[int] = []
 

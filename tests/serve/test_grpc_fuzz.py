@@ -9,18 +9,17 @@ AIAAS_FUZZ_EXAMPLES raises the example count (`make fuzz`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import grpc
 import models
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz_examples, fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-EXAMPLES = int(os.environ.get("AIAAS_FUZZ_EXAMPLES", "40"))
-DERANDOMIZE = os.environ.get("AIAAS_FUZZ_SEED", "fixed") == "fixed"
+EXAMPLES = fuzz_examples(40)
 #: What no client mistake may be answered with: our bug, or a hang.
 FAULTS = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
 MODELS = ["add_sub", "identity_bytes", "identity_fp16", "identity_int8", "identity_uint64"]
@@ -32,16 +31,6 @@ NAMES = st.one_of(st.sampled_from(["a", "b", "x", "y", "sum", "diff"]), st.text(
 PARAMETER_KEYS = ["priority", "timeout", "binary_data_output", "binary_data", "class_count"]
 PARAMETER_KEYS += ["shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"]
 TIMEOUT_S = 30
-
-
-def _rpc_settings(examples: int) -> settings:
-    return settings(
-        max_examples=examples,
-        derandomize=DERANDOMIZE,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +190,7 @@ def test_nearly_valid_infer_messages_get_clean_statuses(stub):
     seen = set()
 
     @given(nearly_valid_requests())
-    @_rpc_settings(EXAMPLES * 5)
+    @fuzz_settings(EXAMPLES * 5)
     def fuzz(request):
         seen.add(_call(stub.ModelInfer, request))
 
@@ -219,7 +208,7 @@ def test_hostile_infer_messages_get_clean_statuses(stub, names, versions):
     seen = set()
 
     @given(infer_requests(names, versions))
-    @_rpc_settings(EXAMPLES * 5)
+    @fuzz_settings(EXAMPLES * 5)
     def fuzz(request):
         seen.add(_call(stub.ModelInfer, request))
 
@@ -230,7 +219,7 @@ def test_hostile_infer_messages_get_clean_statuses(stub, names, versions):
 
 def test_hostile_stream_infer_messages_get_clean_statuses_in_the_stream(stub):
     @given(st.lists(infer_requests(), min_size=1, max_size=4))
-    @_rpc_settings(EXAMPLES)
+    @fuzz_settings(EXAMPLES)
     def fuzz(requests):
         responses = stub.ModelStreamInfer(iter(requests), timeout=TIMEOUT_S)
         count = 0
@@ -287,7 +276,7 @@ def admin_requests(draw: st.DrawFn):
 
 def test_hostile_admin_messages_get_clean_statuses(stub):
     @given(admin_requests())
-    @_rpc_settings(EXAMPLES * 2)
+    @fuzz_settings(EXAMPLES * 2)
     def fuzz(call):
         method, request = call
         _call(getattr(stub, method), request)

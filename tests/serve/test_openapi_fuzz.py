@@ -21,15 +21,16 @@ from typing import Any
 import httpx
 import models
 import pytest
-from hypothesis import HealthCheck, given, settings, stateful
+from fuzzing import fuzz_examples, fuzz_settings
+from hypothesis import given, stateful
 from tiny_llama import write_tiny_llama
 
 from aiaas.registry import Registry
-from aiaas.serve.protocol.openapi import INFER_EXAMPLES, build_document
+from aiaas.serve.protocol.openapi import build_document
+from aiaas.serve.protocol.openapi.v2_paths import INFER_EXAMPLES
 
-EXAMPLES = int(os.environ.get("AIAAS_FUZZ_EXAMPLES", "6"))
+EXAMPLES = fuzz_examples(6)
 STATEFUL_STEPS = int(os.environ.get("AIAAS_FUZZ_STEPS", "8"))
-DERANDOMIZE = os.environ.get("AIAAS_FUZZ_SEED", "fixed") == "fixed"
 #: A hang is a failure: no answer here (generation included, the model is tiny) is slow.
 REQUEST_TIMEOUT_S = 30
 MODELS = ["add_sub", "probe", "tiny"]
@@ -41,17 +42,6 @@ OPERATIONS = sorted(
     for op in item.values()
     if isinstance(op, dict) and "operationId" in op
 )
-
-
-def _fuzz_settings(examples: int, **extra: Any) -> settings:
-    return settings(
-        max_examples=examples,
-        derandomize=DERANDOMIZE,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        **extra,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +118,7 @@ def test_every_operation_answers_as_documented(schema, server, operation_id):
     checks = _checks()
 
     @given(case=operation.as_strategy())
-    @_fuzz_settings(EXAMPLES)
+    @fuzz_settings(EXAMPLES)
     def fuzz(case):
         response = case.call(base_url=server.url, timeout=REQUEST_TIMEOUT_S)
         case.validate_response(response, checks=checks)
@@ -166,6 +156,6 @@ def test_linked_operations_in_sequence_answer_as_documented(schema, server):
             case.validate_response(response, checks=checks)
 
     stateful.run_state_machine_as_test(
-        Machine, settings=_fuzz_settings(EXAMPLES, stateful_step_count=STATEFUL_STEPS)
+        Machine, settings=fuzz_settings(EXAMPLES, stateful_step_count=STATEFUL_STEPS)
     )
     assert httpx.get(f"{server.url}/v2/health/live", timeout=10).json() == {"live": True}

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak_bench import Options, report, run_soak
+from bench.soak_bench import run_soak
+from bench.soak_records import Options
+from bench.soak_report import report
 
 
 @pytest.mark.slow

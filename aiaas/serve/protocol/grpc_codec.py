@@ -61,14 +61,18 @@ def decode_infer_request(
     not in shared memory, in input order.
     """
     limits = limits or RequestLimits()
-    limits.check_count(len(request.inputs), "inputs")
+    given = request.inputs
+    limits.check_count(len(given), "inputs")
     limits.check_count(len(request.outputs), "requested outputs")
-    for tensor in request.inputs:
+    shapes = []
+    for tensor in given:
         where = f"input '{tensor.name}'"
-        limits.check_shape(tensors.check_shape(list(tensor.shape), where), where)
+        shape = tensors.check_shape(list(tensor.shape), where)
+        limits.check_shape(shape, where)
+        shapes.append(shape)
     raw = request.raw_input_contents
-    shared = [shared_memory.REGION in tensor.parameters for tensor in request.inputs]
-    for tensor, in_region in zip(request.inputs, shared, strict=True):
+    shared = [shared_memory.REGION in tensor.parameters for tensor in given]
+    for tensor, in_region in zip(given, shared, strict=True):
         _check_one_data_source(tensor, in_region, bool(raw), request.model_name)
     if raw and len(raw) != shared.count(False):
         raise InvalidArgument(
@@ -77,8 +81,8 @@ def decode_infer_request(
         )
     next_raw = iter(raw)
     inputs = [
-        _decode_input(tensor, next(next_raw) if raw and not in_region else None)
-        for tensor, in_region in zip(request.inputs, shared, strict=True)
+        _decode_input(tensor, shape, next(next_raw) if raw and not in_region else None)
+        for tensor, shape, in_region in zip(given, shapes, shared, strict=True)
     ]
     if not inputs:
         raise InvalidArgument("the request must have at least one input")
@@ -94,13 +98,15 @@ def decode_infer_request(
     )
 
 
-def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> InferInput:
+def _decode_input(
+    tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...], raw: bytes | None
+) -> InferInput:
+    """One input whose ``shape`` has been checked already."""
     if not tensor.name:
         raise InvalidArgument("every input needs a non-empty 'name'")
     where = f"input '{tensor.name}'"
     datatype = tensor.datatype
     tensors.numpy_dtype(datatype)
-    shape = tensors.check_shape(list(tensor.shape), where)
     parameters = decode_parameters(tensor.parameters)
     if shared_memory.REGION in parameters:
         data = _NO_DATA  # the data plane reads it from the region
@@ -116,7 +122,7 @@ def _check_one_data_source(
 ) -> None:
     """An input's data comes from one place; Triton checks this input by input, before
     counting raw contents, and clients match its words (grpc_explicit_int_content_client.py)."""
-    if not tensor.contents.ListFields():
+    if not tensor.HasField("contents") or not tensor.contents.ListFields():
         return
     if in_region:
         raise InvalidArgument(
@@ -174,13 +180,17 @@ def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
         model_version=response.model_version,
         id=response.id or "",
     )
-    encode_parameters(response.parameters, message.parameters)
+    if response.parameters:
+        encode_parameters(response.parameters, message.parameters)
+    raw = message.raw_output_contents
     for output in response.outputs:
-        tensor = message.outputs.add(name=output.name, datatype=output.datatype)
-        tensor.shape.extend(output.shape)
-        encode_parameters(output.parameters, tensor.parameters)
-        in_region = shared_memory.REGION in output.parameters
-        message.raw_output_contents.append(b"" if in_region else tensors.to_raw(output.data))
+        tensor = message.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        if output.parameters:
+            encode_parameters(output.parameters, tensor.parameters)
+            if shared_memory.REGION in output.parameters:
+                raw.append(b"")
+                continue
+        raw.append(tensors.to_raw(output.data))
     return message
 
 
@@ -188,6 +198,8 @@ def decode_parameters(
     parameters: Mapping[str, pb.InferParameter | pb.ModelRepositoryParameter],
 ) -> dict[str, Any]:
     """A parameters map as plain values; an entry with no value set is left out."""
+    if not parameters:
+        return {}
     decoded: dict[str, Any] = {}
     for key, parameter in parameters.items():
         choice = parameter.WhichOneof("parameter_choice")

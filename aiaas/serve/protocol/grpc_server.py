@@ -68,6 +68,40 @@ def tls_files(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None
         raise InvalidArgument(f"cannot read {error.filename}: {error.strerror}") from None
 
 
+SERVICE = "inference.GRPCInferenceService"
+#: RPCs the core routes by their path. grpcio keeps one call request pending for each
+#: registered method and waits on all of them at once for every call it accepts
+#: (`asyncio.wait` over the lot); the generated code registers all twenty, so each
+#: inference paid for twenty. Only the inference RPCs are registered here; the rest
+#: reach the same handlers through the one generic handler.
+REGISTERED_RPCS = ("ModelInfer", "ModelStreamInfer")
+
+
+class _Handlers:
+    """Stands in for the server while the generated code hands over its method handlers,
+    so that they are built (serializers and all) by the generated module alone."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers.update(handlers)
+
+
+def add_servicer(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """Every RPC through one generic handler; the inference RPCs registered as well."""
+    captured = _Handlers()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, captured)  # type: ignore[no-untyped-call]
+    handlers = captured.handlers
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, {rpc: handlers[rpc] for rpc in REGISTERED_RPCS})
+
+
 class GrpcFrontEnd:
     """The gRPC server: built on the running event loop, stopped gracefully once."""
 
@@ -124,8 +158,7 @@ class GrpcFrontEnd:
                 ("grpc.keepalive_timeout_ms", 20_000),
             ]
         )
-        servicer = self._servicer
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        add_servicer(self._servicer, server)
         try:
             with _core_log_silenced():
                 if self.tls is None:

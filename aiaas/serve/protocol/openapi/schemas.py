@@ -203,6 +203,20 @@ def _registry_schemas() -> dict[str, Schema]:
     }
 
 
+def _completion(object_name: str) -> Schema:
+    """A completion and a chat completion differ only in their 'object'."""
+    return _object(
+        {
+            "id": _STRING,
+            "object": {"const": object_name},
+            "created": _INTEGER,
+            "model": _STRING,
+            "choices": {"type": "array", "items": {"type": "object"}},
+        },
+        {"usage": ref("Usage")},
+    )
+
+
 def _openai_schemas() -> dict[str, Schema]:
     error = _object(
         {
@@ -224,26 +238,8 @@ def _openai_schemas() -> dict[str, Schema]:
             {"object": _STRING, "data": {"type": "array", "items": ref("OpenAIModel")}}
         ),
         "Usage": usage,
-        "Completion": _object(
-            {
-                "id": _STRING,
-                "object": {"const": "text_completion"},
-                "created": _INTEGER,
-                "model": _STRING,
-                "choices": {"type": "array", "items": {"type": "object"}},
-            },
-            {"usage": ref("Usage")},
-        ),
-        "ChatCompletion": _object(
-            {
-                "id": _STRING,
-                "object": {"const": "chat.completion"},
-                "created": _INTEGER,
-                "model": _STRING,
-                "choices": {"type": "array", "items": {"type": "object"}},
-            },
-            {"usage": ref("Usage")},
-        ),
+        "Completion": _completion("text_completion"),
+        "ChatCompletion": _completion("chat.completion"),
         "EmbeddingList": _object(
             {
                 "object": {"const": "list"},
