@@ -20,13 +20,13 @@ from aiaas.admin import AdminGuard, serving_guard
 from aiaas.errors import AiaasError, Unavailable
 from aiaas.exit_codes import exit_code_for
 from aiaas.serve.logs import configure_logging
-from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
+from aiaas.serve.protocol.grpc_server import SERVICE, GrpcFrontEnd, tls_files
 from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
 from aiaas.serve.protocol.rest import RestFrontEnd
 from aiaas.serve.server import HttpServer, http_config, listen, request_limits
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineClient
-from aiaas.serve.workers.passthrough import SERVICE, GrpcPassthrough, HttpPassthrough
+from aiaas.serve.workers.passthrough import GrpcPassthrough, HttpPassthrough
 from aiaas.serve.workers.remote import RemoteDataPlane
 
 log = logging.getLogger("aiaas.serve.workers")
@@ -53,7 +53,12 @@ class FrontEndGrpc(GrpcFrontEnd):
                 ("grpc.keepalive_timeout_ms", 20_000),
             ]
         )
-        server.add_generic_rpc_handlers([infer_handlers(self._servicer), self.passthrough])
+        handlers = infer_handlers(self._servicer)
+        generic = grpc.method_handlers_generic_handler(SERVICE, handlers)
+        server.add_generic_rpc_handlers((generic, self.passthrough))
+        # Registered too, as one process does (grpc_server.REGISTERED_RPCS): grpcio routes
+        # them by path without asking the generic handlers.
+        server.add_registered_method_handlers(SERVICE, handlers)
         try:
             if self.tls is None:
                 server.add_insecure_port(self.address)
@@ -73,23 +78,20 @@ class FrontEndGrpc(GrpcFrontEnd):
         await self.passthrough.close()
 
 
-def infer_handlers(servicer: Any) -> grpc.GenericRpcHandler:
+def infer_handlers(servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
     """The two RPCs a front end answers itself, with the single-process servicer's code."""
-    return grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "ModelInfer": grpc.unary_unary_rpc_method_handler(
-                servicer.ModelInfer,
-                request_deserializer=pb.ModelInferRequest.FromString,
-                response_serializer=pb.ModelInferResponse.SerializeToString,
-            ),
-            "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
-                servicer.ModelStreamInfer,
-                request_deserializer=pb.ModelInferRequest.FromString,
-                response_serializer=pb.ModelStreamInferResponse.SerializeToString,
-            ),
-        },
-    )
+    return {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(
+            servicer.ModelInfer,
+            request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelInferResponse.SerializeToString,
+        ),
+        "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
+            servicer.ModelStreamInfer,
+            request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+        ),
+    }
 
 
 def _bind(

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from aiaas.errors import AiaasError, InvalidArgument, Unavailable
 from aiaas.serve.protocol.grpc import FORWARDED_FOR, peer_host
+from aiaas.serve.protocol.grpc_server import SERVICE
 from aiaas.serve.protocol.openai_errors import envelope
 from aiaas.serve.workers.hop import NOT_ANSWERING
 
@@ -186,7 +187,6 @@ async def _answer(
 
 # ---- gRPC -----------------------------------------------------------------------------
 
-SERVICE = "inference.GRPCInferenceService"
 #: Metadata gRPC itself sets on each call; the channel to the engine sets its own.
 _CALL_METADATA = frozenset({"user-agent", FORWARDED_FOR})
 _CHANNEL_OPTIONS = [
