@@ -20,6 +20,7 @@ WHOLE_FOLDERS = ("tests/train/",)
 LONGEST_FIRST = (
     "tests/test_readme.py",
     "tests/train/",
+    "tests/serve/test_openai_api.py",
     "tests/export/test_llm_export.py",
     "tests/edge/test_chat_model_bundle.py",
 )
