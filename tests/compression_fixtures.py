@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from built_once import build_once, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS_MLP = "aiaas.compress.examples:digits_mlp"
@@ -18,20 +19,28 @@ DIGITS_CNN = "aiaas.compress.examples:digits_cnn"
 
 @pytest.fixture(scope="session")
 def digits_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """train/eval/test .npz plus state dicts of a trained MLP and CNN."""
+    """train/eval/test .npz plus state dicts of a trained MLP and CNN, trained once per
+    run: tests/export, tests/compress and every xdist worker read the same files."""
+    directory = build_once(run_folder(tmp_path_factory) / "digits", _train_digits)
+    splits = {split: directory / f"{split}.npz" for split in ("train", "eval", "test")}
+    return splits | {name: directory / f"{name}.pt" for name in TRAINED_EPOCHS}
+
+
+#: The trained digits models and their epochs.
+TRAINED_EPOCHS = {"mlp": 20, "cnn": 8}
+
+
+def _train_digits(directory: Path) -> None:
     from aiaas.compress import examples
 
-    directory = tmp_path_factory.mktemp("digits")
-    paths = examples.write_digits_npz(directory)
+    examples.write_digits_npz(directory)
     arrays = examples.digits_arrays()
-    for name, factory, epochs in (
-        ("mlp", examples.digits_mlp, 20),
-        ("cnn", examples.digits_cnn, 8),
-    ):
-        model = examples.train_classifier(factory(), arrays["train_x"], arrays["train_y"], epochs)
-        paths[name] = directory / f"{name}.pt"
-        torch.save(model.state_dict(), paths[name])
-    return paths
+    factories = {"mlp": examples.digits_mlp, "cnn": examples.digits_cnn}
+    for name, epochs in TRAINED_EPOCHS.items():
+        model = examples.train_classifier(
+            factories[name](), arrays["train_x"], arrays["train_y"], epochs
+        )
+        torch.save(model.state_dict(), directory / f"{name}.pt")
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +54,10 @@ def digits_mlp(digits_files: dict[str, Path]) -> torch.nn.Module:
 
 @pytest.fixture(scope="session")
 def minilm_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MiniLM exported once per session (both test folders ask for it: cached on disk)."""
+    """MiniLM exported once per run (tests/export, tests/compress and tests/serve ask)."""
     from aiaas.export.minilm import export_minilm
 
-    repository = tmp_path_factory.getbasetemp() / "minilm-repository"
-    if not (repository / "minilm" / "1" / "model.onnx").is_file():
-        export_minilm(repository)
-    return repository
+    return build_once(run_folder(tmp_path_factory) / "minilm-repository", export_minilm)
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -7,6 +7,7 @@ refuses two definitions of one symbol in one process.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,17 @@ import httpx
 import pytest
 from ports import free_port
 from processes import LoggedProcess, server_env
+from xdist_schedule import longest_first, make_scheduler
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    return make_scheduler(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps pytest's order
+        longest_first(items)
 
 
 class ServerProcess(LoggedProcess):

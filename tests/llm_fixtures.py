@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from built_once import build_once, exclusive, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,18 +56,22 @@ def _convert(gguf: Path, version: Path) -> None:
 def smollm2_version(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A model repository holding smollm2/1 (read-only for tests: copy it to change it)."""
+    """A model repository holding smollm2/1 (read-only for tests: copy it to change it),
+    copied once per run from the cache: every folder and xdist worker asking reads it."""
     gguf = gguf_path()
     cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     if cache is not None:
         cached = Path(cache.mkdir(f"smollm2-{_converter_key(gguf)}"))
     else:
-        cached = tmp_path_factory.mktemp("smollm2-converted")
-    if not (cached / "smollm2" / "1" / "generation.json").is_file():
-        shutil.rmtree(cached / "smollm2", ignore_errors=True)
-        _convert(gguf, cached / "smollm2" / "1")
-    repository = tmp_path_factory.mktemp("llm-repository")
-    shutil.copytree(cached / "smollm2", repository / "smollm2")
+        cached = run_folder(tmp_path_factory) / "smollm2-converted"
+    with exclusive(cached / "converting.lock"):  # another run or worker may be converting
+        if not (cached / "smollm2" / "1" / "generation.json").is_file():
+            shutil.rmtree(cached / "smollm2", ignore_errors=True)
+            _convert(gguf, cached / "smollm2" / "1")
+    repository = build_once(
+        run_folder(tmp_path_factory) / "llm-repository",
+        lambda folder: shutil.copytree(cached / "smollm2", folder / "smollm2"),
+    )
     return repository / "smollm2" / "1"
 
 

@@ -8,9 +8,25 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from edge_support import DevicePython, aiaas, write_embedding_repo
 
 PROMPT = "def add(a, b)"
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama's fp32 bundle, made once: the tests below only read and run it."""
+    out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
+    result = aiaas("edge", "bundle", tiny_repo / "tiny", "--out", out, "--no-measure")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_repo: Path, module_server):
+    """The server over the same tiny Llama, whose answers the device must repeat."""
+    return module_server(tiny_repo)
 
 
 def test_digits_bundle_answers_as_the_server_on_a_bare_device(
@@ -44,18 +60,17 @@ def test_digits_bundle_answers_as_the_server_on_a_bare_device(
 
 
 def test_tiny_llama_bundle_generates_the_servers_greedy_completion(
-    tiny_repo: Path, device: DevicePython, bundle, start_server
+    tiny_bundle: Path, device: DevicePython, tiny_server
 ) -> None:
-    folder = bundle(tiny_repo / "tiny", "--no-measure")
-
-    ran = device.run(folder / "run.py", "--prompt", PROMPT, "--raw", "--max-tokens", "24", "--json")
+    ran = device.run(
+        tiny_bundle / "run.py", "--prompt", PROMPT, "--raw", "--max-tokens", "24", "--json"
+    )
 
     assert ran.returncode == 0, ran.stderr
     on_device = json.loads(ran.stdout)
     assert on_device["token_ids"], "the tiny model generated nothing"
-    server = start_server(tiny_repo)
     body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 24, "temperature": 0}
-    answer = httpx.post(f"{server.url}/v1/completions", json=body, timeout=60).json()
+    answer = httpx.post(f"{tiny_server.url}/v1/completions", json=body, timeout=60).json()
     # The random tiny model writes stray bytes; the server holds back a trailing partial
     # UTF-8 character that the runner decodes as U+FFFD. The text before it is equal.
     assert on_device["text"].rstrip("\ufffd") == answer["choices"][0]["text"].rstrip("\ufffd")
@@ -64,12 +79,11 @@ def test_tiny_llama_bundle_generates_the_servers_greedy_completion(
 
 
 def test_chat_prompt_without_jinja2_is_used_as_plain_text_and_said_so(
-    tiny_repo: Path, device: DevicePython, bundle
+    tiny_bundle: Path, device: DevicePython
 ) -> None:
-    folder = bundle(tiny_repo / "tiny", "--no-measure")
-
-    plain = device.run(folder / "run.py", "--prompt", PROMPT, "--max-tokens", "8", "--json")
-    raw = device.run(folder / "run.py", "--prompt", PROMPT, "--raw", "--max-tokens", "8", "--json")
+    run = tiny_bundle / "run.py"
+    plain = device.run(run, "--prompt", PROMPT, "--max-tokens", "8", "--json")
+    raw = device.run(run, "--prompt", PROMPT, "--raw", "--max-tokens", "8", "--json")
 
     assert plain.returncode == 0, plain.stderr
     assert "jinja2 is not installed" in plain.stderr
@@ -78,9 +92,8 @@ def test_chat_prompt_without_jinja2_is_used_as_plain_text_and_said_so(
 
 
 def test_int4_and_ort_format_bundles_run_on_the_device_and_report_their_cost(
-    tiny_repo: Path, device: DevicePython, bundle, tmp_path: Path
+    tiny_repo: Path, tiny_bundle: Path, device: DevicePython, tmp_path: Path
 ) -> None:
-    fp32 = bundle(tiny_repo / "tiny", "--no-measure")
     out = tmp_path / "int4-ort"
     result = aiaas("edge", "bundle", tiny_repo / "tiny", "--out", out, "--variant", "int4",
                    "--ort-format", "--json")  # fmt: skip
@@ -96,7 +109,7 @@ def test_int4_and_ort_format_bundles_run_on_the_device_and_report_their_cost(
     assert {"model.ort", "required_operators.config", "tokenizer.json", "generation.json"} <= files
     assert "model.onnx" not in files
     assert "MatMulNBits" in (out / "required_operators.config").read_text()
-    fp32_model = (fp32 / "model.onnx").stat().st_size
+    fp32_model = (tiny_bundle / "model.onnx").stat().st_size
     assert (out / "model.ort").stat().st_size < fp32_model
     ran = device.run(out / "run.py", "--prompt", PROMPT, "--raw", "--max-tokens", "4")
     assert ran.returncode == 0, ran.stderr
@@ -140,19 +153,18 @@ def test_embedding_bundle_embeds_text_as_the_servers_embeddings_endpoint(
 
 
 def test_with_jinja2_a_prompt_goes_through_the_chat_template_as_the_chat_endpoint(
-    tiny_repo: Path, full_device: DevicePython, bundle, start_server
+    tiny_bundle: Path, full_device: DevicePython, tiny_server
 ) -> None:
-    folder = bundle(tiny_repo / "tiny", "--no-measure")
-
-    ran = full_device.run(folder / "run.py", "--prompt", "hello", "--max-tokens", "16", "--json")
+    ran = full_device.run(
+        tiny_bundle / "run.py", "--prompt", "hello", "--max-tokens", "16", "--json"
+    )
 
     assert ran.returncode == 0, ran.stderr
     on_device = json.loads(ran.stdout)
     assert on_device["chat_template"] is True
-    server = start_server(tiny_repo)
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}],
             "max_tokens": 16, "temperature": 0}  # fmt: skip
-    answer = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60).json()
+    answer = httpx.post(f"{tiny_server.url}/v1/chat/completions", json=body, timeout=60).json()
     assert answer["usage"]["prompt_tokens"] == on_device["prompt_tokens"]
     served = answer["choices"][0]["message"]["content"]
     assert on_device["text"].rstrip("\ufffd") == served.rstrip("\ufffd")

@@ -8,10 +8,14 @@ import models
 import pytest
 
 
-@pytest.fixture
-def explicit_server(tmp_path, start_server):
-    models.save(models.add_sub(), tmp_path / "repo", "add_sub")
-    return start_server(tmp_path / "repo", "--model-control-mode", "explicit", "--load-model", "*")
+@pytest.fixture(scope="module")
+def explicit_server(module_tmp, module_server):
+    """One server for the module: its tests only read, or attempt loads that must fail and
+    leave the model table as it was (which a shared server checks across tests too)."""
+    models.save(models.add_sub(), module_tmp / "repo", "add_sub")
+    return module_server(
+        module_tmp / "repo", "--model-control-mode", "explicit", "--load-model", "*"
+    )
 
 
 @pytest.mark.parametrize(
