@@ -33,7 +33,16 @@ def _start(tmp_path: Path, name: str, *args: str, new_group: bool = False):
             cwd=ROOT, stdout=log, stderr=subprocess.PIPE if new_group else subprocess.STDOUT,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
             start_new_session=new_group,
+            preexec_fn=_as_from_a_terminal if new_group else None,
         )  # fmt: skip
+
+
+def _as_from_a_terminal() -> None:
+    """A shell starts a foreground command with SIGINT at its default and no signal blocked;
+    the child inherits an ignored or blocked SIGINT from this process otherwise (something
+    earlier in a full run leaves one), and then Ctrl-C would be tested on a deaf process."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _kill(processes: list[subprocess.Popen[bytes]]) -> None:
