@@ -2,7 +2,9 @@
 against raw ONNX Runtime at its best batch size, all measured in the same run.
 
 Usage: python -m bench serve [--seconds 10] [--concurrency 1,8,64] [--models mlp,minilm]
-Writes the table to stdout and to bench/results/serve.md.
+                             [--workers 1,2]
+Each `--workers` count is a separate aiaas server (`aiaas serve --workers N`) measured over
+the three wires. Writes the table to stdout and to bench/results/serve.md.
 """
 
 from __future__ import annotations
@@ -186,7 +188,12 @@ def start_fastapi(model: Model, log: Path) -> tuple[Process, int]:
 
 
 def bench_model(
-    model: Model, repo: Path, levels: list[int], seconds: float, grpc_ceiling: bool
+    model: Model,
+    repo: Path,
+    levels: list[int],
+    seconds: float,
+    grpc_ceiling: bool,
+    workers: Sequence[int] = (1,),
 ) -> list[str]:
     print(f"\n== {model.name}", flush=True)
     batch, ceiling = raw_best_batch(model, min(seconds, 3.0), seconds)
@@ -208,23 +215,29 @@ def bench_model(
         base = measure("hand-written FastAPI", wrk_runner(url, json_script), levels, seconds)
     finally:
         fastapi.stop()
-    server, port, grpc_port = start_aiaas(repo, WORK / f"aiaas-{model.name}.log")
-    url = f"http://127.0.0.1:{port}{path}"
-    grpc_url = f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
     log = WORK / f"h2load-{model.name}.log"
     ceiling_grpc = measure_grpc_echo(grpc_body, levels, seconds, log) if grpc_ceiling else {}
-    runners: dict[str, Runner] = {
-        "aiaas REST JSON": wrk_runner(url, json_script),
-        "aiaas REST binary": wrk_runner(url, binary_script),
-        "aiaas gRPC": lambda c, secs: run_h2load(
-            grpc_url, grpc_body, c, secs, wire.GRPC_HEADERS, log
-        ),
-    }
-    try:
-        check_grpc(grpc_port, model)
-        ours = {label: measure(label, run, levels, seconds) for label, run in runners.items()}
-    finally:
-        server.stop()
+    ours: dict[str, dict[int, LoadResult]] = {}
+    for count in workers:
+        extra = ["--workers", str(count)]
+        server, port, grpc_port = start_aiaas(
+            repo, WORK / f"aiaas-{model.name}-w{count}.log", extra
+        )
+        url = f"http://127.0.0.1:{port}{path}"
+        grpc_url = f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"
+        runners: dict[str, Runner] = {
+            f"aiaas REST JSON, workers {count}": wrk_runner(url, json_script),
+            f"aiaas REST binary, workers {count}": wrk_runner(url, binary_script),
+            f"aiaas gRPC, workers {count}": lambda c, secs, grpc_url=grpc_url: run_h2load(
+                grpc_url, grpc_body, c, secs, wire.GRPC_HEADERS, log
+            ),
+        }
+        try:
+            check_grpc(grpc_port, model)
+            ours |= {label: measure(label, run, levels, seconds) for label, run in runners.items()}
+        finally:
+            server.stop()
+    TARGETS.extend(target_lines(model.name, base, ours, ceiling, max(levels), workers))
     rows = [
         f"| {model.name} | raw ONNX Runtime, batch {batch} (ceiling) | - | {ceiling:.0f} items/s"
         " | - | - | 1.00 of ceiling |"
@@ -255,6 +268,41 @@ def bench_model(
                 f" {o.requests_per_s / ceiling:.2f} of ceiling{versus_echo} |"
             )
     return rows
+
+
+#: Lines of the issue 3 / 21 targets, gathered over the models of one run.
+TARGETS: list[str] = []
+
+
+def target_lines(
+    name: str,
+    base: dict[int, LoadResult],
+    ours: dict[str, dict[int, LoadResult]],
+    ceiling: float,
+    top: int,
+    workers: Sequence[int],
+) -> list[str]:
+    """The ratios the issues set targets on, at the highest concurrency of the run: gRPC
+    against the FastAPI baseline and against aiaas's own REST binary (issue 21), every
+    wire against the raw ONNX Runtime ceiling (MiniLM), and c=1 latency per worker count."""
+    lines = []
+    for count in workers:
+        rate = {wire: ours[f"aiaas {wire}, workers {count}"] for wire in WIRES}
+        grpc = rate["gRPC"][top].requests_per_s
+        parts = [
+            f"gRPC {grpc:.0f} req/s = {grpc / base[top].requests_per_s:.2f} x FastAPI"
+            f" and {grpc / rate['REST binary'][top].requests_per_s:.2f} x REST binary",
+            "of the raw ONNX Runtime ceiling: " + ", ".join(
+                f"{wire} {rate[wire][top].requests_per_s / ceiling:.2f}" for wire in WIRES
+            ),
+        ]  # fmt: skip
+        if 1 in rate["gRPC"]:
+            parts.append("c=1 p50: " + ", ".join(f"{w} {rate[w][1].p50_ms:.2f} ms" for w in WIRES))
+        lines.append(f"- {name}, workers {count}, c={top}: " + "; ".join(parts))
+    return lines
+
+
+WIRES = ("REST JSON", "REST binary", "gRPC")
 
 
 def bench_spinning(model: Model, repo: Path, seconds: float) -> list[str]:
@@ -292,13 +340,24 @@ def bench_spinning(model: Model, repo: Path, seconds: float) -> list[str]:
     return rows
 
 
+def cpu_name() -> str:
+    """The CPU beside every figure: the machines this project runs on differ."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench serve")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--models", default="mlp,minilm")
+    parser.add_argument("--workers", default="1,2", help="aiaas's --workers counts to measure")
+    parser.add_argument("--no-spinning", action="store_true", help="skip the spinning sweep")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -308,10 +367,13 @@ def main(argv: list[str]) -> None:
     rows: list[str] = []
     for index, model in enumerate(chosen):
         # the gRPC ceiling once, with the first model's (the small one's) request
-        rows += bench_model(model, repo, levels, args.seconds, grpc_ceiling=index == 0)
-    spinning = bench_spinning(chosen[0], repo, args.seconds) if chosen[0].name == "mlp" else []
+        rows += bench_model(
+            model, repo, levels, args.seconds, grpc_ceiling=index == 0, workers=workers
+        )
+    spin = chosen[0].name == "mlp" and not args.no_spinning
+    spinning = bench_spinning(chosen[0], repo, args.seconds) if spin else []
     header = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores, "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores ({cpu_name()}), "
         f"{args.seconds:.0f} s per point, closed loop, one connection per client: wrk for REST, "
         "h2load (nghttp2) for gRPC; both in C, so the load generator does not compete with "
         "the server for Python time.",
@@ -320,6 +382,8 @@ def main(argv: list[str]) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     table = "\n".join(header + rows) + "\n"
+    if TARGETS:
+        table += "\n".join(["", "Targets (issues 3 and 21):", "", *TARGETS]) + "\n"
     if spinning:
         table += "\n".join([
             "",

@@ -51,6 +51,15 @@ def unpack(frame: Buffer) -> Any:
     return msgpack.unpackb(frame, raw=False)
 
 
+def unpack_all(frame: Buffer) -> list[Any]:
+    """Every value of a frame holding several msgpack values one after another: the hop
+    sends the calls (or replies) of one event-loop turn as one message, their headers
+    packed one by one into its first frame."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(frame)
+    return list(unpacker)
+
+
 # ---- errors ------------------------------------------------------------------------
 
 
