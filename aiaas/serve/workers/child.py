@@ -43,7 +43,7 @@ def engine_grpc_address(run_dir: Path) -> str:
 
 
 def engine_hop_address(run_dir: Path) -> str:
-    """The engine's EngineService (ZeroMQ), for the front ends' infer calls."""
+    """The engine's EngineService (a Unix socket), for the front ends' infer calls."""
     return f"ipc://{run_dir / 'engine-hop.ipc'}"
 
 

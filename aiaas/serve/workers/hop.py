@@ -1,21 +1,20 @@
-"""The hop between front-end processes and the engine process: ZeroMQ over ipc://.
+"""The hop between front-end processes and the engine process: a Unix stream socket.
 
-A front end's ``EngineClient`` (DEALER) sends a call as a msgpack header and one frame
-per tensor; the engine's ``EngineService`` (ROUTER) answers each in its own task, so a
-slow model never holds up another call, and the reply is matched to its caller by id.
-Tensor frames are sent without a copy and read back as arrays over the received memory;
-nothing is pickled.
+A front end's ``EngineClient`` connects to the engine's ``EngineService``; a call is a
+msgpack header and one frame per tensor, the engine answers each call in its own task,
+so a slow model never holds up another, and the reply is matched to its caller by id.
+Tensor frames are written from the arrays' own memory and read back as arrays over the
+received bytes; nothing is pickled (``hop_codec``; the framing is ``hop_socket``).
 
-Each side sends the calls (or replies) of one event-loop turn as one multipart message:
-their headers packed one after another into its first frame, then every call's tensor
-frames in order. A ZeroMQ send wakes the library's I/O thread, and under load that
-wake-up per message was a third of the engine loop's busy time; one send per turn per
-peer pays it once for all the calls the turn made.
+Each side sends the calls (or replies) of one event-loop turn as one message: their
+headers packed one after another into its first frame, then every call's tensor frames
+in order. Under load that is one write per turn per peer, however many calls the turn
+made, and the engine's batcher sees the calls of a turn together.
 
-An engine that dies must never leave a client hanging: a socket monitor sees the
-disconnect at once and fails every call in flight with ``Unavailable``; calls made
-while no engine is connected fail after a short wait instead of queuing for a dead
-peer, and ZeroMQ reconnects by itself when an engine binds the address again.
+An engine that dies must never leave a client hanging: the connection's end fails every
+call in flight with ``Unavailable`` at once; calls made while no engine is connected
+fail after a short wait instead of queuing for a dead peer, and the client reconnects by
+itself when an engine listens on the address again.
 """
 
 from __future__ import annotations
@@ -24,46 +23,34 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers import hop_codec as codec
 from aiaas.serve.workers.hop_codec import Buffer
-from aiaas.serve.workers.hop_socket import LoopSocket
+from aiaas.serve.workers.hop_socket import Channel, unix_path
 
 log = logging.getLogger(__name__)
 
 NOT_ANSWERING = "the engine process is not answering (it may be restarting); retry later"
-#: A connection is usable once its ZMTP handshake is done, not when the socket connects.
-_READY_EVENT: int = getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", zmq.EVENT_CONNECTED)
-_WATCHED = _READY_EVENT | zmq.EVENT_DISCONNECTED
-#: How often the DEALER retries a missing engine, and at most how long it waits between tries.
-_RECONNECT_MS, _RECONNECT_MAX_MS = 50, 500
+#: How soon a client retries a missing engine, and at most how long it waits between tries.
+_RECONNECT_S, _RECONNECT_MAX_S = 0.05, 0.5
 
 #: A reply's header (or an operation's result) and its tensor frames.
 Reply = tuple[Any, list[Buffer]]
 Op = Callable[..., Awaitable[Any]]
 
 
-def _tune(socket: zmq.Socket[Any]) -> None:
-    """No high-water marks (callers are bounded by the front ends' own limits, and a full
-    queue must never silently block a send) and no lingering of unsent messages at close."""
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.SNDHWM, 0)
-    socket.setsockopt(zmq.RCVHWM, 0)
-
-
 class EngineClient:
     """One per front-end process, on its event loop, shared by every coroutine.
 
-    ZeroMQ DEALER to the engine's ROUTER; requests carry an id, replies are matched to
-    futures. The engine's errors come back as the same class with the same message.
+    Requests carry an id, replies are matched to futures. The engine's errors come back
+    as the same class with the same message.
     """
 
     def __init__(
@@ -73,9 +60,8 @@ class EngineClient:
         self.timeout_s = timeout_s
         #: How long a new call waits for an engine to be connected before it is refused.
         self.connect_wait_s = connect_wait_s
-        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._channel: LoopSocket | None = None
-        self._monitor: LoopSocket | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._channel: Channel | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._ids = itertools.count(1)
         self._connected = asyncio.Event()
@@ -88,35 +74,46 @@ class EngineClient:
         return self._connected.is_set()
 
     def start(self) -> None:
-        """Connect; needs the running loop, which watches the sockets."""
-        if self._channel is not None:
-            return
-        self._context = zmq.Context()
-        socket = self._context.socket(zmq.DEALER)
-        _tune(socket)
-        # Queue messages only to a connected engine: never to a dead one that comes back.
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-        socket.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_MS)
-        socket.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
-        monitor = socket.get_monitor_socket(_WATCHED)
-        socket.connect(self.address)
-        self._channel = LoopSocket(socket, self._on_reply)
-        self._monitor = LoopSocket(monitor, self._on_event)
+        """Connect, and reconnect whenever the engine goes; needs the running loop."""
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._stay_connected())
 
     async def close(self) -> None:
         """Stop; calls still in flight fail with Unavailable."""
         self._fail_pending("the front end is shutting down")
         self._connected.clear()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+            self._connecting = None
         if self._channel is not None:
-            self._channel.socket.disable_monitor()
             self._channel.close()
             self._channel = None
-        if self._monitor is not None:
-            self._monitor.close()
-            self._monitor = None
-        if self._context is not None:
-            self._context.destroy(linger=0)
-            self._context = None
+
+    async def _stay_connected(self) -> None:
+        loop = asyncio.get_running_loop()
+        path = unix_path(self.address)
+        delay = _RECONNECT_S
+        while True:
+            try:
+                _, channel = await loop.create_unix_connection(
+                    lambda: Channel(self._on_reply), path
+                )
+            except OSError:  # not listening yet (or any more): the engine is (re)starting
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _RECONNECT_MAX_S)
+                continue
+            delay = _RECONNECT_S
+            self._channel = channel
+            self._connected.set()
+            try:
+                await asyncio.shield(channel.closed)
+            finally:
+                self._connected.clear()
+                self._channel = None
+                channel.close()
+                self._fail_pending(NOT_ANSWERING)
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         args, frames = codec.encode_request(name, version, request)
@@ -129,7 +126,7 @@ class EngineClient:
         return body
 
     async def _round_trip(self, op: str, args: dict[str, Any], frames: list[Buffer]) -> Reply:
-        await self._connected_channel()
+        await self._wait_connected()
         request_id = next(self._ids)
         header = codec.pack([request_id, op, args, len(frames)])
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -150,8 +147,8 @@ class EngineClient:
             raise codec.decode_error(reply["error"])
         return reply["result"], reply_frames
 
-    async def _connected_channel(self) -> LoopSocket:
-        if self._channel is None:
+    async def _wait_connected(self) -> None:
+        if self._connecting is None:
             raise Unavailable("the front end is not connected to the engine process")
         if not self._connected.is_set():
             try:
@@ -159,7 +156,6 @@ class EngineClient:
                     await self._connected.wait()
             except TimeoutError:
                 raise Unavailable(NOT_ANSWERING) from None
-        return self._channel
 
     def _flush(self) -> None:
         """Send this turn's calls as one message; if no engine can take it, each of its
@@ -170,17 +166,17 @@ class EngineClient:
             frames += tensors
         try:
             if self._channel is None:
-                raise zmq.Again
+                raise ConnectionError
             self._channel.send(frames)
-        except zmq.Again:
+        except ConnectionError:
             for request_id, _, _ in outbox:
                 future = self._pending.get(request_id)
                 if future is not None and not future.done():
                     future.set_exception(Unavailable(NOT_ANSWERING))
 
-    def _on_reply(self, frames: list[zmq.Frame]) -> None:
+    def _on_reply(self, frames: list[memoryview]) -> None:
         try:
-            replies = codec.unpack_all(frames[0].buffer)
+            replies = codec.unpack_all(frames[0])
         except Exception:
             log.exception("dropping a malformed reply from the engine process")
             return
@@ -190,16 +186,8 @@ class EngineClient:
             future = self._pending.get(reply["id"])
             # A reply whose caller already gave up (timeout, disconnect) is dropped.
             if future is not None and not future.done():
-                future.set_result((reply, [f.buffer for f in frames[index : index + count]]))
+                future.set_result((reply, list(frames[index : index + count])))
             index += count
-
-    def _on_event(self, frames: list[zmq.Frame]) -> None:
-        event = parse_monitor_message([frame.bytes for frame in frames])["event"]
-        if event == _READY_EVENT:
-            self._connected.set()
-        elif event == zmq.EVENT_DISCONNECTED:
-            self._connected.clear()
-            self._fail_pending(NOT_ANSWERING)
 
     def _fail_pending(self, message: str) -> None:
         """Each caller gets its own exception: one instance raised in many tasks would
@@ -224,71 +212,74 @@ class EngineService:
             "ready": self._ready,
             "live": self._live,
         }
-        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._socket: zmq.Socket[bytes] | None = None
-        #: This turn's replies by front end (its ZeroMQ routing id), sent when the turn ends.
-        self._outbox: dict[bytes, list[tuple[bytes, list[Buffer]]]] = {}
+        self._socket: socket.socket | None = None
+        #: This turn's replies by front end (its connection), sent when the turn ends.
+        self._outbox: dict[Channel, list[tuple[bytes, list[Buffer]]]] = {}
 
     def bind(self) -> None:
-        """Take the address now, so that the caller knows clients can reach it once this
-        returns; ``run`` binds by itself if this was not called."""
+        """Take the address now (listening: a client that connects from here on is
+        answered once ``run`` runs); ``run`` binds by itself if this was not called."""
         if self._socket is not None:
             return
-        self._context = zmq.Context()
-        socket = self._context.socket(zmq.ROUTER)
-        _tune(socket)
+        path = unix_path(self.address)
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            socket.bind(self.address)
-        except zmq.ZMQError:
-            self._context.destroy(linger=0)
-            self._context = None
+            with contextlib.suppress(FileNotFoundError):  # a dead predecessor's socket file
+                os.unlink(path)
+            listening.bind(path)
+            listening.listen(1024)
+        except OSError:
+            listening.close()
             raise
-        self._socket = socket
+        self._socket = listening
 
     async def run(self) -> None:
-        """Serve until cancelled; each request is its own task, cancelled with the service."""
+        """Serve until cancelled; each call is its own task, cancelled with the service."""
         self.bind()
         assert self._socket is not None
         running: set[asyncio.Task[None]] = set()
+        connections: set[Channel] = set()
 
-        def on_request(frames: list[zmq.Frame]) -> None:
-            peer = frames[0].bytes
+        def connection() -> Channel:
+            channel = Channel(lambda frames: on_request(channel, frames))
+            connections.add(channel)
+            channel.closed.add_done_callback(lambda _: connections.discard(channel))
+            return channel
+
+        def on_request(channel: Channel, frames: list[memoryview]) -> None:
             try:
-                calls = codec.unpack_all(frames[1].buffer)
+                calls = codec.unpack_all(frames[0])
             except Exception:
                 log.warning("dropping a malformed message on the hop")
                 return
-            index = 2
+            index = 1
             for call in calls:
                 try:
                     request_id, op, args, count = call
                 except (TypeError, ValueError):
                     log.warning("dropping a malformed call on the hop")
                     return
-                tensors = [f.buffer for f in frames[index : index + count]]
+                tensors: list[Buffer] = list(frames[index : index + count])
                 index += count
-                answer = self._answer(channel, peer, request_id, op, args, tensors)
-                task = asyncio.create_task(answer)
+                task = asyncio.create_task(self._answer(channel, request_id, op, args, tensors))
                 running.add(task)
                 task.add_done_callback(running.discard)
 
-        channel = LoopSocket(self._socket, on_request)
+        server = await asyncio.get_running_loop().create_unix_server(connection, sock=self._socket)
         try:
             await asyncio.Event().wait()
         finally:
+            server.close()
+            for channel in list(connections):
+                channel.close()
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-            channel.close()
             self._socket = None
-            if self._context is not None:
-                self._context.destroy(linger=0)
-                self._context = None
 
     async def _answer(
         self,
-        channel: LoopSocket,
-        peer: bytes,
+        channel: Channel,
         request_id: int,
         op: str,
         args: dict[str, Any],
@@ -308,18 +299,18 @@ class EngineService:
             body = codec.pack({"id": request_id, "error": internal, "frames": 0})
             reply_frames = []
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush, channel)
-        self._outbox.setdefault(peer, []).append((body, reply_frames))
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.setdefault(channel, []).append((body, reply_frames))
 
-    def _flush(self, channel: LoopSocket) -> None:
-        """Send this turn's replies, one message to each front end that has some. A ROUTER
-        drops a message to a front end that is gone; it never blocks."""
+    def _flush(self) -> None:
+        """Send this turn's replies, one message to each front end that has some; a reply
+        to a front end that is gone is dropped."""
         outbox, self._outbox = self._outbox, {}
-        for peer, replies in outbox.items():
-            frames: list[Buffer] = [peer, b"".join(body for body, _ in replies)]
+        for channel, replies in outbox.items():
+            frames: list[Buffer] = [b"".join(body for body, _ in replies)]
             for _, tensors in replies:
                 frames += tensors
-            with contextlib.suppress(zmq.ZMQError):  # the socket closed meanwhile
+            with contextlib.suppress(ConnectionError):
                 channel.send(frames)
 
     async def _dispatch(self, op: str, args: dict[str, Any], frames: list[Buffer]) -> Reply:
