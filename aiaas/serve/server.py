@@ -11,12 +11,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import socket
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from prometheus_client import start_http_server
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,12 +25,11 @@ from aiaas.admin import serving_guard
 from aiaas.errors import Unavailable
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
-from aiaas.serve.limits import RequestLimits
+from aiaas.serve.http_server import HttpServer, http_config, listen, request_limits
 from aiaas.serve.logs import configure_logging
 from aiaas.serve.protocol import openapi
 from aiaas.serve.protocol.generate import GenerateFrontEnd
 from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
-from aiaas.serve.protocol.http_connection import bounded_protocol
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.openai_errors import OpenAIError, envelope
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
@@ -43,7 +39,15 @@ from aiaas.serve.sources import DirectorySource, ModelSource
 from aiaas.ui import PREFIX as UI_PREFIX
 from aiaas.ui import CatalogueUI
 
-__all__ = ["HttpServer", "Server", "ServerSettings", "http_config", "request_limits", "run"]
+__all__ = [
+    "HttpServer",
+    "Server",
+    "ServerSettings",
+    "http_config",
+    "listen",
+    "request_limits",
+    "run",
+]
 
 if TYPE_CHECKING:
     from aiaas.serve.from_registry import RegistryServing
@@ -230,42 +234,6 @@ class Server:
             self.grpc.begin_stop(self.settings.shutdown_timeout_s)
 
 
-class HttpServer(uvicorn.Server):
-    """uvicorn's server, but a signal means a clean exit 0 rather than being re-raised;
-    ``on_started`` runs once it listens (a `--workers` child tells its supervisor)."""
-
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        on_signal: Callable[[], None],
-        on_started: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(config)
-        self.on_signal = on_signal
-        self.on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.on_started is not None and not self.should_exit:
-            self.on_started()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop, sig)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    def _stop(self, sig: signal.Signals) -> None:
-        log.info("received %s: finishing requests in flight, then exiting", sig.name)
-        self.should_exit = True
-        self.on_signal()
-
-
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = error.detail if error.status_code != 404 else f"no route for {request.url.path}"
@@ -285,54 +253,6 @@ def catalogue_url(host: str, port: int, *, tls: bool = False) -> str:
     shown = f"[{shown}]" if ":" in shown else shown
     scheme = "https" if tls else "http"
     return f"{scheme}://{shown}:{port}{UI_PREFIX}"
-
-
-def http_config(
-    settings: ServerSettings, app: Any, *, tls: bool = True, **where: Any
-) -> uvicorn.Config:
-    """uvicorn's configuration for ``app`` with the server's HTTP bounds; ``where`` says
-    where it listens (host/port, or uds). ``tls=False`` for a private Unix socket."""
-    return uvicorn.Config(
-        app,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        loop="none",
-        http=bounded_protocol(
-            max_header_bytes=settings.max_header_bytes,
-            header_timeout_s=settings.header_timeout_s,
-            body_timeout_s=settings.body_timeout_s,
-        ),
-        ssl_certfile=settings.tls_cert if tls else None,
-        ssl_keyfile=settings.tls_key if tls else None,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        proxy_headers=False,
-        server_header=False,
-        **where,
-    )
-
-
-def request_limits(settings: ServerSettings) -> RequestLimits:
-    return RequestLimits(
-        max_tensor_elements=settings.max_tensor_elements,
-        max_inputs=settings.max_inputs,
-        max_bytes_element=settings.max_bytes_element,
-        max_load_files=settings.max_load_files,
-        max_load_file_bytes=settings.max_load_file_bytes,
-        max_streams_per_client=settings.max_streams_per_client,
-    )
-
-
-def listen(host: str, port: int, what: str, *, reuse_port: bool = False) -> socket.socket:
-    """A listening socket, or `Unavailable` naming the port; ``reuse_port`` lets several
-    processes listen on it (the `--workers` front ends)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server(
-            (host, port), family=family, backlog=2048, reuse_port=reuse_port
-        )
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise Unavailable(f"cannot listen for {what} on {host}:{port}: {reason}") from None
 
 
 def start_metrics(port: int, host: str, registry: Any) -> None:

@@ -13,17 +13,19 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 
 from aiaas.admin import AdminGuard
 from aiaas.errors import AiaasError, InvalidArgument, NotFound
-from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import grpc_codec as codec
 from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
 from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 from aiaas.serve.provenance import HEADER as PROVENANCE_HEADER
+
+if TYPE_CHECKING:  # the front-end processes run no model: no onnxruntime there
+    from aiaas.serve.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,17 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from aiaas.admin import AdminGuard
 from aiaas.errors import InvalidArgument, Unavailable
-from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol.grpc import InferenceServicer
 from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # the front-end processes run no model: no onnxruntime there
+    from aiaas.serve.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import orjson
@@ -24,9 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aiaas.admin import AdminGuard
 from aiaas.errors import AiaasError, InvalidArgument, PayloadTooLarge, Unauthenticated
 from aiaas.serve import uploads
-from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.protocol import http_encoding, rest_codec
 from aiaas.serve.provenance import HEADER as PROVENANCE_HEADER
+
+if TYPE_CHECKING:  # the front-end processes run no model: no onnxruntime there
+    from aiaas.serve.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import grpc
 from aiaas.admin import AdminGuard, serving_guard
 from aiaas.errors import AiaasError, Unavailable
 from aiaas.exit_codes import exit_code_for
+from aiaas.serve.http_server import HttpServer, http_config, listen, request_limits
 from aiaas.serve.logs import configure_logging
 from aiaas.serve.protocol.grpc_server import SERVICE, GrpcFrontEnd, tls_files
 from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
 from aiaas.serve.protocol.rest import RestFrontEnd
-from aiaas.serve.server import HttpServer, http_config, listen, request_limits
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineClient
 from aiaas.serve.workers.passthrough import GrpcPassthrough, HttpPassthrough

@@ -26,14 +26,16 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
-from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers import hop_codec as codec
 from aiaas.serve.workers.hop_codec import Buffer
 from aiaas.serve.workers.hop_socket import Channel, unix_path
+
+if TYPE_CHECKING:  # the front-end processes run no model: no onnxruntime there
+    from aiaas.serve.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 

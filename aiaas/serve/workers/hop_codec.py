@@ -167,8 +167,8 @@ def _add_frame(item: InferInput | InferOutput, frames: list[Buffer]) -> int:
 
 def tensor_frame(datatype: str, array: np.ndarray) -> Buffer:
     """A tensor's frame: a flat byte view of the array itself when it is already
-    little-endian and contiguous (the socket's write then reads its memory, no copy of ours), else of
-    a converted copy."""
+    little-endian and contiguous (the socket's write reads its memory: no copy of ours),
+    else of a converted copy."""
     if datatype == "BYTES":
         return tensors.to_raw(array)
     wire = tensors.numpy_dtype(datatype).newbyteorder("<")
