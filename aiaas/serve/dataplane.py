@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,12 @@ class DataPlane:
         self.started = False
 
     # ---- health and metadata -------------------------------------------------------
+
+    async def acquire_stream(self, client: str | None) -> Callable[[], None]:
+        """A stream slot for ``client`` (429 / RESOURCE_EXHAUSTED when it holds them all);
+        returns the release. Asynchronous because a `--workers` front end asks the engine,
+        which counts every front end's streams."""
+        return self.streams.acquire(client)
 
     def live(self) -> bool:
         return True

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import socket
-import threading
 
 import grpc
 import httpx
@@ -16,6 +14,7 @@ import models
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from grpc_stream import GrpcStream
 from tritonclient.utils import InferenceServerException
 
 LIMITS = (
@@ -155,45 +154,12 @@ def test_files_of_a_load_request_over_the_limits_are_413(server):
         assert problem in answer.json()["error"]
 
 
-class _Stream:
-    """One open ModelStreamInfer: requests go in through a queue the test controls."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        from tritonclient.grpc import service_pb2, service_pb2_grpc
-
-        self.pb = service_pb2
-        self.requests: queue.Queue = queue.Queue()
-        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        self.call = stub.ModelStreamInfer(iter(self.requests.get, None))
-        self.answers: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for answer in self.call:
-                self.answers.put(answer)
-        except grpc.RpcError as error:
-            self.answers.put(error)
-
-    def ask(self) -> object:
-        request = self.pb.ModelInferRequest(model_name="floats")
-        tensor = request.inputs.add(name="x", datatype="FP32", shape=[1])
-        tensor.contents.fp32_contents.append(2.0)
-        self.requests.put(request)
-        return self.answers.get(timeout=60)
-
-    def close(self) -> None:
-        self.requests.put(None)
-        self.thread.join(60)
-
-
 def test_grpc_streams_per_client_are_limited_and_a_closed_one_frees_its_slot(server):
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
-    first, second = _Stream(channel), _Stream(channel)
+    first, second = GrpcStream(channel), GrpcStream(channel)
     assert first.ask().infer_response.outputs[0].name == "y"
     assert second.ask().infer_response.outputs[0].name == "y"
-    third = _Stream(channel)
+    third = GrpcStream(channel)
     refused = third.answers.get(timeout=60)
     assert isinstance(refused, grpc.RpcError)
     assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -201,7 +167,7 @@ def test_grpc_streams_per_client_are_limited_and_a_closed_one_frees_its_slot(ser
     first.close()
     # Its slot is free once the server has seen the stream end; a fourth gets it.
     for _ in range(600):
-        fourth = _Stream(channel)
+        fourth = GrpcStream(channel)
         answer = fourth.ask()
         if not isinstance(answer, grpc.RpcError):
             break
@@ -209,12 +175,12 @@ def test_grpc_streams_per_client_are_limited_and_a_closed_one_frees_its_slot(ser
     assert answer.infer_response.outputs[0].name == "y"
     second.call.cancel()  # a client that drops its stream also frees the slot
     fourth.close()
-    fifth, sixth = _Stream(channel), _Stream(channel)
+    fifth, sixth = GrpcStream(channel), GrpcStream(channel)
     for stream in (fifth, sixth):
         for _ in range(600):
             answer = stream.ask()
             if not isinstance(answer, grpc.RpcError):
                 break
-            stream = _Stream(channel)
+            stream = GrpcStream(channel)
         assert answer.infer_response.outputs[0].name == "y"
     channel.close()

@@ -264,7 +264,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answered as they finish; a failed one is reported in ``error_message``, as
         Triton does, and the stream goes on."""
         try:
-            release = self.dataplane.streams.acquire(client_host(context))
+            release = await self.dataplane.acquire_stream(client_host(context))
         except AiaasError as error:
             code, message = status_of(error, "ModelStreamInfer")
             await context.abort(code, message)

@@ -217,6 +217,9 @@ class EngineService:
         self._socket: socket.socket | None = None
         #: This turn's replies by front end (its connection), sent when the turn ends.
         self._outbox: dict[Channel, list[tuple[bytes, list[Buffer]]]] = {}
+        #: Stream slots each front end holds (by its connection), freed when it goes.
+        self._streams: dict[Channel, dict[int, Callable[[], None]]] = {}
+        self._stream_ids = itertools.count(1)
 
     def bind(self) -> None:
         """Take the address now (listening: a client that connects from here on is
@@ -245,8 +248,13 @@ class EngineService:
         def connection() -> Channel:
             channel = Channel(lambda frames: on_request(channel, frames))
             connections.add(channel)
-            channel.closed.add_done_callback(lambda _: connections.discard(channel))
+            channel.closed.add_done_callback(lambda _: gone(channel))
             return channel
+
+        def gone(channel: Channel) -> None:
+            connections.discard(channel)
+            for release in self._streams.pop(channel, {}).values():
+                release()
 
         def on_request(channel: Channel, frames: list[memoryview]) -> None:
             try:
@@ -289,7 +297,7 @@ class EngineService:
     ) -> None:
         reply_frames: list[Buffer] = []
         try:
-            result, reply_frames = await self._dispatch(op, args, tensors)
+            result, reply_frames = await self._dispatch(channel, op, args, tensors)
             body = codec.pack({"id": request_id, "result": result, "frames": len(reply_frames)})
         except AiaasError as error:
             error_record = codec.encode_error(error)
@@ -315,7 +323,19 @@ class EngineService:
             with contextlib.suppress(ConnectionError):
                 channel.send(frames)
 
-    async def _dispatch(self, op: str, args: dict[str, Any], frames: list[Buffer]) -> Reply:
+    async def _dispatch(
+        self, channel: Channel, op: str, args: dict[str, Any], frames: list[Buffer]
+    ) -> Reply:
+        if op == "open_stream":  # the slots a front end holds are tied to its connection
+            release = await self.dataplane.acquire_stream(args["client"])
+            token = next(self._stream_ids)
+            self._streams.setdefault(channel, {})[token] = release
+            return token, []
+        if op == "close_stream":
+            release = self._streams.get(channel, {}).pop(args["token"], None)
+            if release is not None:
+                release()
+            return None, []
         if op == "infer":
             name, version, request = codec.decode_request(args, frames)
             response = await self.dataplane.infer(name, version, request)

@@ -9,7 +9,13 @@ engine's own HTTP and gRPC listeners, not answered here.
 
 from __future__ import annotations
 
-from aiaas.serve.limits import RequestLimits, StreamSlots, check_model_name
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from aiaas.errors import AiaasError
+from aiaas.serve.limits import RequestLimits, check_model_name
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers.hop import EngineClient
 
@@ -20,10 +26,9 @@ class RemoteDataPlane:
     def __init__(self, client: EngineClient, limits: RequestLimits) -> None:
         self.client = client
         self.limits = limits
-        #: Open streams per client address, counted per front-end process: a client whose
-        #: connections the kernel spreads over N processes may hold up to N times the limit.
-        self.streams = StreamSlots(limits.max_streams_per_client)
         self.started = False
+        #: Releases on their way to the engine (a task is kept until it is done).
+        self._releasing: set[asyncio.Task[Any]] = set()
 
     def check_addressed(self, name: str, version: str | None) -> None:
         """Only the name rules here: whether a model answers is the engine's to say, and
@@ -34,6 +39,29 @@ class RemoteDataPlane:
     async def confirm_addressed(self, name: str, version: str | None) -> None:
         """Raise NotFound when no loaded model answers this address (asks the engine)."""
         await self.client.call("addressed", name=name, version=version)
+
+    async def acquire_stream(self, client: str | None) -> Callable[[], None]:
+        """A slot of the engine's, which counts the streams of every front end: a client
+        whose connections land on several front ends holds no more than the limit. The
+        slot is freed when the stream ends, or by the engine when this process goes."""
+        token = await self.client.call("open_stream", client=client)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            task = asyncio.get_running_loop().create_task(self._release(token))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+        return release
+
+    async def _release(self, token: int) -> None:
+        # An engine that is gone has freed the slot with the connection; nothing to tell.
+        with contextlib.suppress(AiaasError):
+            await self.client.call("close_stream", token=token)
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         return await self.client.infer(name, version, request)

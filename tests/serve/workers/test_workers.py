@@ -23,6 +23,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
+from grpc_stream import GrpcStream
 from tiny_llama import write_tiny_llama
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from worker_pids import FRONT_END, all_serving, children, connections_by_process
@@ -197,6 +198,45 @@ def test_both_front_ends_accept_connections_and_answer_them(server):
     # 24 connections the kernel spread by hash: all on one process is a 2**-23 chance.
     assert sum(held.values()) >= 24  # an earlier test's connection may linger
     assert all(count > 0 for count in held.values()), held
+
+
+def test_grpc_streams_count_against_one_limit_whichever_front_end_they_reach(server):
+    """--max-streams-per-client 1 here: the engine counts every front end's streams, so a
+    client whose connections land on both front ends still holds one stream at a time."""
+    front_ends = children(server.process.pid, FRONT_END)
+    channels: list[grpc.Channel] = []
+    try:
+        # Connections of their own (no shared subchannel), until both front ends hold one.
+        for _ in range(40):
+            channel = grpc.insecure_channel(
+                f"127.0.0.1:{server.grpc_port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            grpc.channel_ready_future(channel).result(timeout=30)
+            channels.append(channel)
+            held = connections_by_process(front_ends, server.grpc_port)
+            if len(channels) >= 4 and all(count > 0 for count in held.values()):
+                break
+        assert all(count > 0 for count in held.values()), held
+        first = GrpcStream(channels[0])
+        assert first.ask("identity", width=4).infer_response.outputs[0].name == "y"
+        for channel in channels[1:]:
+            refused = GrpcStream(channel).answers.get(timeout=60)
+            assert isinstance(refused, grpc.RpcError), refused
+            assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "1 open streams" in refused.details()
+        first.close()
+        # Its slot is free once the engine has heard the stream end.
+        for _ in range(600):
+            later = GrpcStream(channels[-1])
+            answer = later.ask("identity", width=4)
+            if not isinstance(answer, grpc.RpcError):
+                break
+            time.sleep(0.05)
+        assert answer.infer_response.outputs[0].name == "y"
+        later.close()
+    finally:
+        for channel in channels:
+            channel.close()
 
 
 def test_load_and_unload_work_on_both_wires_and_a_forged_client_address_is_ignored(server):
