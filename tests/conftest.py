@@ -105,18 +105,39 @@ def start_server(tmp_path: Path) -> Iterator:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("module")
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked ``both_workers`` runs whole twice: its module server as one process,
+    then as `--workers 2` (two front ends beside an engine), which must answer the same."""
+    if "module_server" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_workers"
+    ):
+        metafunc.parametrize(
+            "server_workers", [1, 2], indirect=True, scope="module", ids=["one", "workers2"]
+        )
 
 
 @pytest.fixture(scope="module")
-def module_server(module_tmp: Path) -> Iterator:
+def server_workers(request: pytest.FixtureRequest) -> int:
+    """The module server's `--workers` (1 unless the module is marked ``both_workers``)."""
+    return int(getattr(request, "param", 1))
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Path:
+    """A folder per module (and per `--workers` count where the module runs under both)."""
+    return tmp_path_factory.mktemp("module" if server_workers == 1 else "module-workers2")
+
+
+@pytest.fixture(scope="module")
+def module_server(module_tmp: Path, server_workers: int) -> Iterator:
     """Factory for one server per test module."""
     started: list[ServerProcess] = []
 
     def start(repo: Path, *args: str) -> ServerProcess:
-        server = ServerProcess(repo, *args, log_path=module_tmp / f"server-{len(started)}.log")
+        if server_workers != 1 and "--workers" not in args:
+            args = (*args, "--workers", str(server_workers))
+        log_path = module_tmp / f"server-w{server_workers}-{len(started)}.log"
+        server = ServerProcess(repo, *args, log_path=log_path)
         started.append(server)
         return server
 

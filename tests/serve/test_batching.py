@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from traffic import fire
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 SLOW_DEPTH = 150  # about 30 ms of work per model call on this machine
 
 BATCHED = """

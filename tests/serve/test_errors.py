@@ -9,6 +9,9 @@ import httpx
 import models
 import pytest
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 
 @pytest.fixture(scope="module")
 def server(module_tmp: Path, module_server):

@@ -23,6 +23,9 @@ from test_batching import (
 )
 from tritonclient.utils import InferenceServerException
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 
 @pytest.fixture(scope="module")
 def server(module_tmp: Path, module_server):

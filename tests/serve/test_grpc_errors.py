@@ -327,6 +327,9 @@ STATUS_OF = """
 import json, logging, sys
 import aiaas.errors as errors
 from aiaas.serve.protocol.grpc import status_of
+
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
 logging.basicConfig(stream=sys.stderr)
 kinds = [c for c in vars(errors).values()
          if isinstance(c, type) and issubclass(c, errors.AiaasError)]

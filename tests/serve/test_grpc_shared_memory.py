@@ -13,6 +13,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 
 @pytest.fixture(scope="module")
 def server(module_tmp: Path, module_server):

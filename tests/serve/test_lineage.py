@@ -27,6 +27,9 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from aiaas import lineage
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 HEADER = "aiaas-model-version"
 RECIPE = {"prune": {"ratio": 0.5}, "quantize": "int8"}
 PARENTS = [

@@ -11,6 +11,9 @@ import pytest
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 SERIAL = "max_batch_size: 8\ndynamic_batching { }\n"
 
 

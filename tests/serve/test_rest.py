@@ -9,6 +9,9 @@ import models
 import numpy as np
 import pytest
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 MLP_LIKE_CONFIG = """
 name: "probe"
 max_batch_size: 8

@@ -16,6 +16,9 @@ from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
 from aiaas.tensors import to_raw
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 
 @pytest.fixture(scope="module")
 def server(module_tmp: Path, module_server):

@@ -10,6 +10,9 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 
 @pytest.fixture(scope="module")
 def server(module_tmp: Path, module_server):
