@@ -79,6 +79,20 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, run by the first call only: a stream's slot is released from whichever
+    of its ends comes first (finished, failed, disconnected), and perhaps from several."""
+    done = False
+
+    def run_once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run_once
+
+
 class StreamSlots:
     """Open streams per client address (server-sent events, gRPC streams), so that one
     client cannot hold every generation slot; a slot is freed when its stream ends,
@@ -98,20 +112,15 @@ class StreamSlots:
                 "close one or retry later"
             )
         self._open[key] = self._open.get(key, 0) + 1
-        released = False
 
         def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
             left = self._open[key] - 1
             if left:
                 self._open[key] = left
             else:
                 del self._open[key]
 
-        return release
+        return once(release)
 
     def open_streams(self, client: str) -> int:
         return self._open.get(client, 0)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiaas.errors import AiaasError
-from aiaas.serve.limits import RequestLimits, check_model_name
+from aiaas.serve.limits import RequestLimits, check_model_name, once
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers.hop import EngineClient
 
@@ -45,18 +45,13 @@ class RemoteDataPlane:
         whose connections land on several front ends holds no more than the limit. The
         slot is freed when the stream ends, or by the engine when this process goes."""
         token = await self.client.call("open_stream", client=client)
-        released = False
 
         def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
             task = asyncio.get_running_loop().create_task(self._release(token))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
 
-        return release
+        return once(release)
 
     async def _release(self, token: int) -> None:
         # An engine that is gone has freed the slot with the connection; nothing to tell.
