@@ -38,9 +38,11 @@ def _start(tmp_path: Path, name: str, *args: str, new_group: bool = False):
 
 
 def _as_from_a_terminal() -> None:
-    """A shell starts a foreground command with SIGINT at its default and no signal blocked;
-    the child inherits an ignored or blocked SIGINT from this process otherwise (something
-    earlier in a full run leaves one), and then Ctrl-C would be tested on a deaf process."""
+    """A shell starts a foreground command with SIGINT at its default and no signal blocked.
+    The child would otherwise inherit this process's: a pytest started in the background
+    by a non-interactive shell (`make test &`, as a CI script may) has SIGINT ignored from
+    its start (POSIX: asynchronous commands ignore SIGINT without job control), and Ctrl-C
+    would then be tested on a deaf process."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
