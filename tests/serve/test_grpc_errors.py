@@ -19,6 +19,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+#: Against one process and against `--workers 2`: both must answer the same.
+pytestmark = pytest.mark.both_workers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PRIORITY = """
@@ -327,9 +330,6 @@ STATUS_OF = """
 import json, logging, sys
 import aiaas.errors as errors
 from aiaas.serve.protocol.grpc import status_of
-
-#: Against one process and against `--workers 2`: both must answer the same.
-pytestmark = pytest.mark.both_workers
 logging.basicConfig(stream=sys.stderr)
 kinds = [c for c in vars(errors).values()
          if isinstance(c, type) and issubclass(c, errors.AiaasError)]
