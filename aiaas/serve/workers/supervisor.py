@@ -39,6 +39,22 @@ _FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 10.0
 _EXIT_MARGIN_S = 10.0
 
 
+#: The longest path a Unix socket may have (Linux's ``sun_path``, less its final NUL).
+_SOCKET_PATH_MAX = 107
+
+
+def private_dir() -> Path:
+    """A new directory only this user can enter (mode 0700) for the engine's sockets:
+    under $TMPDIR, or under /tmp where $TMPDIR is too deep for a socket's path to fit."""
+    longest = max(len(path.name) for path in child.engine_files(Path()))
+    for parent in (None, "/tmp"):
+        folder = Path(tempfile.mkdtemp(prefix="aiaas-serve-", dir=parent))
+        if len(str(folder).encode()) + 1 + longest <= _SOCKET_PATH_MAX:
+            return folder
+        folder.rmdir()
+    raise Unavailable("no temporary directory short enough for the engine's sockets")
+
+
 def supervise(settings: ServerSettings) -> None:
     """Serve until a signal; an AiaasError before serving (a port in use, a model that
     cannot be resolved) is raised for the command to print."""
@@ -145,7 +161,7 @@ class Supervisor:
     async def run(self) -> None:
         self._stopping = asyncio.Event()
         ports = PortHolds(self.settings)
-        run_dir = Path(tempfile.mkdtemp(prefix="aiaas-serve-"))  # mode 0700
+        run_dir = private_dir()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)

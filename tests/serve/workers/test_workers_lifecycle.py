@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -116,13 +118,14 @@ def test_a_killed_supervisor_takes_its_children_with_it(server):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_finishes_requests_in_flight_then_everything_exits_0(
-    tmp_path, start_server, monkeypatch, sig
+    tmp_path, start_server, monkeypatch, request, sig
 ):
     repo = tmp_path / "repo"
     models.save(models.batch_probe(depth=1200), repo, "slow", config=SERIAL_SLOW)
-    run_root = tmp_path / "run"
-    run_root.mkdir()
-    monkeypatch.setenv("TMPDIR", str(run_root))  # where the private directory goes
+    # Where the private directory goes: short, since a socket's path has 107 bytes at most.
+    run_root = Path(tempfile.mkdtemp(prefix="run-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(run_root, ignore_errors=True))
+    monkeypatch.setenv("TMPDIR", str(run_root))
     server = all_serving(start_server(repo, "--workers", "2"))
     (run_dir,) = run_root.glob("aiaas-serve-*")
     assert run_dir.stat().st_mode & 0o777 == 0o700
@@ -154,6 +157,46 @@ def test_a_signal_finishes_requests_in_flight_then_everything_exits_0(
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/v2/health/live", timeout=2)
     assert "Traceback" not in server.logs()
+
+
+def test_a_tmpdir_too_deep_for_a_socket_path_puts_the_private_directory_in_tmp(
+    tmp_path, start_server, monkeypatch
+):
+    repo = tmp_path / "repo"
+    models.save(models.add_sub(), repo, "add_sub")
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # a socket path under it would not fit
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    server = all_serving(start_server(repo, "--workers", "2"))
+    (engine,) = children(server.process.pid, ENGINE)
+    folders = {path.parent for path in unix_socket_paths(engine)}
+    assert len(folders) == 1, folders
+    (run_dir,) = folders
+    assert run_dir.parent == Path("/tmp")
+    assert run_dir.name.startswith("aiaas-serve-")
+    assert list(deep.glob("aiaas-serve-*")) == []
+    assert httpx.get(f"{server.url}/v2/models/add_sub/ready", timeout=30).status_code == 200
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(60) == 0
+    assert not run_dir.exists()
+
+
+def unix_socket_paths(pid: int) -> list[Path]:
+    """The paths of the Unix sockets ``pid`` holds with a name (the kernel's account)."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[8:-1])
+    paths = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] in held and fields[7].startswith("/"):
+            paths.append(Path(fields[7]))
+    return paths
 
 
 def held(port: int, *, shared: bool) -> socket.socket:
