@@ -332,9 +332,9 @@ class EngineService:
             self._streams.setdefault(channel, {})[token] = release
             return token, []
         if op == "close_stream":
-            release = self._streams.get(channel, {}).pop(args["token"], None)
-            if release is not None:
-                release()
+            freed = self._streams.get(channel, {}).pop(args["token"], None)
+            if freed is not None:
+                freed()
             return None, []
         if op == "infer":
             name, version, request = codec.decode_request(args, frames)
