@@ -60,12 +60,6 @@ class DataPlane:
 
     # ---- health and metadata -------------------------------------------------------
 
-    async def acquire_stream(self, client: str | None) -> Callable[[], None]:
-        """A stream slot for ``client`` (429 / RESOURCE_EXHAUSTED when it holds them all);
-        returns the release. Asynchronous because a `--workers` front end asks the engine,
-        which counts every front end's streams."""
-        return self.streams.acquire(client)
-
     def live(self) -> bool:
         return True
 
@@ -158,6 +152,12 @@ class DataPlane:
             )
 
     # ---- inference -----------------------------------------------------------------
+
+    async def acquire_stream(self, client: str | None) -> Callable[[], None]:
+        """A stream slot for ``client`` (429 / RESOURCE_EXHAUSTED when it holds them all);
+        returns the release. Asynchronous because a `--workers` front end asks the engine,
+        which counts every front end's streams."""
+        return self.streams.acquire(client)
 
     def check_addressed(self, name: str, version: str | None) -> None:
         """Raise the protocol's error when no loaded model answers this address.
