@@ -130,7 +130,7 @@ class EngineClient:
     async def _round_trip(self, op: str, args: dict[str, Any], frames: list[Buffer]) -> Reply:
         await self._wait_connected()
         request_id = next(self._ids)
-        header = codec.pack([request_id, op, args, len(frames)])
+        header = codec.pack({"id": request_id, "op": op, "args": args, "frames": len(frames)})
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         if not self._outbox:
@@ -163,13 +163,10 @@ class EngineClient:
         """Send this turn's calls as one message; if no engine can take it, each of its
         callers learns so now."""
         outbox, self._outbox = self._outbox, []
-        frames: list[Buffer] = [b"".join(header for _, header, _ in outbox)]
-        for _, _, tensors in outbox:
-            frames += tensors
         try:
             if self._channel is None:
                 raise ConnectionError
-            self._channel.send(frames)
+            self._channel.send(codec.bundle([(header, tensors) for _, header, tensors in outbox]))
         except ConnectionError:
             for request_id, _, _ in outbox:
                 future = self._pending.get(request_id)
@@ -178,18 +175,15 @@ class EngineClient:
 
     def _on_reply(self, frames: list[memoryview]) -> None:
         try:
-            replies = codec.unpack_all(frames[0])
+            replies = codec.unbundle(frames)
         except Exception:
             log.exception("dropping a malformed reply from the engine process")
             return
-        index = 1
-        for reply in replies:
-            count = reply["frames"]
-            future = self._pending.get(reply["id"])
+        for reply, reply_frames in replies:
+            future = self._pending.get(reply.get("id"))
             # A reply whose caller already gave up (timeout, disconnect) is dropped.
             if future is not None and not future.done():
-                future.set_result((reply, list(frames[index : index + count])))
-            index += count
+                future.set_result((reply, reply_frames))
 
     def _fail_pending(self, message: str) -> None:
         """Each caller gets its own exception: one instance raised in many tasks would
@@ -258,19 +252,16 @@ class EngineService:
 
         def on_request(channel: Channel, frames: list[memoryview]) -> None:
             try:
-                calls = codec.unpack_all(frames[0])
+                calls = codec.unbundle(frames)
             except Exception:
                 log.warning("dropping a malformed message on the hop")
                 return
-            index = 1
-            for call in calls:
+            for call, tensors in calls:
                 try:
-                    request_id, op, args, count = call
-                except (TypeError, ValueError):
+                    request_id, op, args = call["id"], call["op"], call["args"]
+                except KeyError:
                     log.warning("dropping a malformed call on the hop")
                     return
-                tensors: list[Buffer] = list(frames[index : index + count])
-                index += count
                 task = asyncio.create_task(self._answer(channel, request_id, op, args, tensors))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -317,11 +308,8 @@ class EngineService:
         to a front end that is gone is dropped."""
         outbox, self._outbox = self._outbox, {}
         for channel, replies in outbox.items():
-            frames: list[Buffer] = [b"".join(body for body, _ in replies)]
-            for _, tensors in replies:
-                frames += tensors
             with contextlib.suppress(ConnectionError):
-                channel.send(frames)
+                channel.send(codec.bundle(replies))
 
     async def _dispatch(
         self, channel: Channel, op: str, args: dict[str, Any], frames: list[Buffer]

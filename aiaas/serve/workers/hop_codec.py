@@ -51,13 +51,32 @@ def unpack(frame: Buffer) -> Any:
     return msgpack.unpackb(frame, raw=False)
 
 
-def unpack_all(frame: Buffer) -> list[Any]:
-    """Every value of a frame holding several msgpack values one after another: the hop
-    sends the calls (or replies) of one event-loop turn as one message, their headers
-    packed one by one into its first frame."""
+# ---- bundles ----------------------------------------------------------------------
+
+
+def bundle(parts: Sequence[tuple[bytes, Sequence[Buffer]]]) -> list[Buffer]:
+    """The calls (or replies) of one event-loop turn as one message: their packed headers
+    one after another in the first frame, then each one's frames in order. Every header
+    is a map whose "frames" says how many frames are its own."""
+    frames: list[Buffer] = [b"".join(header for header, _ in parts)]
+    for _, own in parts:
+        frames += own
+    return frames
+
+
+def unbundle(frames: Sequence[Buffer]) -> list[tuple[dict[str, Any], list[Buffer]]]:
+    """Each header of a bundle with its own frames; ValueError (or msgpack's error) for a
+    message that is not one."""
     unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(frame)
-    return list(unpacker)
+    unpacker.feed(frames[0])
+    parts, index = [], 1
+    for header in unpacker:
+        count = header.get("frames") if isinstance(header, dict) else None
+        if not isinstance(count, int) or count < 0 or index + count > len(frames):
+            raise ValueError("a header on the hop that does not say its frames")
+        parts.append((header, list(frames[index : index + count])))
+        index += count
+    return parts
 
 
 # ---- errors ------------------------------------------------------------------------

@@ -155,3 +155,32 @@ def test_a_record_that_is_no_error_of_ours_is_an_internal_error(record):
 def test_parameters_msgpack_cannot_carry_are_the_requests_fault():
     with pytest.raises(errors.InvalidArgument, match="cannot be passed to the engine"):
         codec.pack({"parameters": {"x": object()}})
+
+
+def test_a_bundle_gives_each_header_back_with_its_own_frames():
+    parts = [
+        (codec.pack({"id": 1, "frames": 2}), [b"a", b"bb"]),
+        (codec.pack({"id": 2, "frames": 0}), []),
+        (codec.pack({"id": 3, "frames": 1}), [memoryview(b"ccc")]),
+    ]
+    got = codec.unbundle(codec.bundle(parts))
+    assert [(header["id"], [bytes(f) for f in own]) for header, own in got] == [
+        (1, [b"a", b"bb"]),
+        (2, []),
+        (3, [b"ccc"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [{"id": 1}],  # says nothing of its frames
+        [{"id": 1, "frames": 3}],  # more frames than the message has
+        [{"id": 1, "frames": -1}],
+        [[1, "infer", {}, 0]],  # not a map
+    ],
+)
+def test_a_bundle_whose_headers_do_not_add_up_is_refused(headers):
+    message = [b"".join(codec.pack(h) for h in headers), b"x"]
+    with pytest.raises(ValueError, match="does not say its frames"):
+        codec.unbundle(message)
