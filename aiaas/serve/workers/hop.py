@@ -180,7 +180,7 @@ class EngineClient:
             log.exception("dropping a malformed reply from the engine process")
             return
         for reply, reply_frames in replies:
-            future = self._pending.get(reply.get("id"))
+            future = self._pending.get(reply.get("id", 0))
             # A reply whose caller already gave up (timeout, disconnect) is dropped.
             if future is not None and not future.done():
                 future.set_result((reply, reply_frames))
