@@ -7,6 +7,8 @@ same table and can never disagree about what a client's mistake is called.
 
 from __future__ import annotations
 
+import os
+
 
 class AiaasError(Exception):
     """Base of the errors a client may see; the message is shown to the client verbatim."""
@@ -55,6 +57,13 @@ class Unavailable(AiaasError):
 
     http_status = 503
     grpc_code = "UNAVAILABLE"
+
+
+def cannot_listen(what: str, address: str, error: OSError) -> Unavailable:
+    """A port or socket the server cannot take, in the one line every listener says it
+    with: what it is for, where, and the system's reason."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return Unavailable(f"cannot listen for {what} on {address}: {reason}")
 
 
 class Unauthenticated(AiaasError):

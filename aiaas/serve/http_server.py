@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -19,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from aiaas.errors import Unavailable
+from aiaas.errors import cannot_listen
 from aiaas.serve.limits import RequestLimits
 from aiaas.serve.protocol.http_connection import bounded_protocol
 from aiaas.serve.settings import ServerSettings
@@ -107,5 +106,4 @@ def listen(host: str, port: int, what: str, *, reuse_port: bool = False) -> sock
             (host, port), family=family, backlog=2048, reuse_port=reuse_port
         )
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise Unavailable(f"cannot listen for {what} on {host}:{port}: {reason}") from None
+        raise cannot_listen(what, f"{host}:{port}", error) from None

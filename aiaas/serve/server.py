@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aiaas.admin import serving_guard
-from aiaas.errors import Unavailable
+from aiaas.errors import cannot_listen
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.http_server import HttpServer, http_config, listen, request_limits
@@ -39,15 +38,7 @@ from aiaas.serve.sources import DirectorySource, ModelSource
 from aiaas.ui import PREFIX as UI_PREFIX
 from aiaas.ui import CatalogueUI
 
-__all__ = [
-    "HttpServer",
-    "Server",
-    "ServerSettings",
-    "http_config",
-    "listen",
-    "request_limits",
-    "run",
-]
+__all__ = ["Server", "ServerSettings", "run"]
 
 if TYPE_CHECKING:
     from aiaas.serve.from_registry import RegistryServing
@@ -259,8 +250,7 @@ def start_metrics(port: int, host: str, registry: Any) -> None:
     try:
         start_http_server(port, host, registry)
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise Unavailable(f"cannot listen for metrics on {host}:{port}: {reason}") from None
+        raise cannot_listen("metrics", f"{host}:{port}", error) from None
 
 
 def run(settings: ServerSettings, **kwargs: Any) -> None:

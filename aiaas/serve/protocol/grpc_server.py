@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from aiaas.admin import AdminGuard
-from aiaas.errors import InvalidArgument, Unavailable
+from aiaas.errors import InvalidArgument, Unavailable, cannot_listen
 from aiaas.serve.protocol.grpc import InferenceServicer
 from aiaas.serve.protocol.proto import grpc_service_pb2_grpc as pb_grpc
 
@@ -36,8 +36,7 @@ def _check_free(host: str, port: int, address: str) -> None:
     try:
         socket.create_server((host, port), family=family).close()
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise Unavailable(f"cannot listen for gRPC on {address}: {reason}") from None
+        raise cannot_listen("gRPC", address, error) from None
 
 
 @contextlib.contextmanager

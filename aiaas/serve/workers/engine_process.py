@@ -18,14 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.errors import AiaasError
 from aiaas.exit_codes import exit_code_for
+from aiaas.serve.http_server import HttpServer, http_config
 from aiaas.serve.logs import configure_logging
-from aiaas.serve.server import (
-    HttpServer,
-    Server,
-    catalogue_url,
-    http_config,
-    start_metrics,
-)
+from aiaas.serve.server import Server, catalogue_url, start_metrics
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineService

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiaas.errors import AiaasError, Unavailable
+from aiaas.errors import AiaasError, Unavailable, cannot_listen
 from aiaas.serve.logs import configure_logging
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.workers import child
@@ -96,7 +96,7 @@ class PortHolds:
         try:
             held.bind((host, port))
         except OSError as error:
-            raise _unavailable(what, shown.format(port), error) from None
+            raise cannot_listen(what, shown.format(port), error) from None
         return int(port)
 
     def close(self) -> None:
@@ -112,12 +112,7 @@ def _probe(host: str, port: int, what: str, shown: str) -> socket.socket:
     try:
         return socket.create_server((host, port), family=_family(host))
     except OSError as error:
-        raise _unavailable(what, shown.format(port), error) from None
-
-
-def _unavailable(what: str, address: str, error: OSError) -> Unavailable:
-    reason = error.strerror or str(error)
-    return Unavailable(f"cannot listen for {what} on {address}: {reason}")
+        raise cannot_listen(what, shown.format(port), error) from None
 
 
 @dataclass
