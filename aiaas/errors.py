@@ -8,6 +8,7 @@ same table and can never disagree about what a client's mistake is called.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 class AiaasError(Exception):
@@ -99,3 +100,29 @@ class TooManyRequests(AiaasError):
 
     http_status = 429
     grpc_code = "RESOURCE_EXHAUSTED"
+
+
+# ---- errors that cross a process boundary ------------------------------------------------
+
+#: Every error kind by name: the far side raises the same class with the same message.
+ERROR_KINDS: dict[str, type[AiaasError]] = {
+    kind.__name__: kind
+    for kind in list(globals().values())
+    if isinstance(kind, type) and issubclass(kind, AiaasError)
+}
+
+
+def encode_error(error: AiaasError) -> list[str]:
+    """[kind, message], the kind the nearest of ours (a package's own subclass travels as
+    the kind it extends): what a `--workers` process sends of an error to another."""
+    kind = next(k.__name__ for k in type(error).__mro__ if k.__name__ in ERROR_KINDS)
+    return [kind, error.message]
+
+
+def decode_error(record: Any) -> AiaasError:
+    """The error the far side raised; a record that is not one is our own bug."""
+    if isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record):
+        kind = ERROR_KINDS.get(record[0])
+        if kind is not None:
+            return kind(record[1])
+    return InternalError("internal server error")

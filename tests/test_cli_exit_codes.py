@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from ports import free_port
 
 from aiaas.exit_codes import ExitCode
@@ -94,6 +95,19 @@ def test_train_a_missing_spec_is_bad_input(tmp_path):
 def test_federated_a_missing_spec_is_bad_input(tmp_path):
     result = aiaas("federated", "simulate", tmp_path / "nope.toml", cwd=tmp_path)
     assert "nope.toml does not exist" in error_line(result, ExitCode.BAD_INPUT)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_a_model_the_registry_lacks_is_not_found_with_or_without_workers(tmp_path, workers):
+    """With --workers the engine process finds it and tells its supervisor: the same kind
+    of error comes back, so the command says and exits what one process does."""
+    result = aiaas(
+        "serve", "--workers", workers, "--model", "models:/nope/1",
+        "--registry-uri", f"sqlite:///{tmp_path / 'registry.db'}",
+        "--http-port", free_port(), "--grpc-port", "0",
+    )  # fmt: skip
+    line = error_line(result, ExitCode.NOT_FOUND)
+    assert line == "error: --model models:/nope/1: model 'nope' not found"
 
 
 def test_federated_a_client_that_cannot_reach_its_server_is_unavailable(tmp_path):

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiaas import errors
-from aiaas.errors import AiaasError, NotFound, Unavailable
+from aiaas.errors import AiaasError, decode_error, encode_error
 from aiaas.serve.settings import ServerSettings
 
 ENGINE_MODULE = "aiaas.serve.workers.engine_process"
@@ -134,20 +133,9 @@ def parse_status(line: bytes) -> AiaasError | None:
         return AiaasError(f"a worker process said {line[:200]!r} instead of its status")
     if status.get("ready"):
         return None
-    return rebuild_error(str(status.get("kind", "")), str(status.get("message", "")))
-
-
-def rebuild_error(kind: str, message: str) -> AiaasError:
-    """The child's error as the same class of our table, so that the command's exit code
-    is the one a single process gives; a class from elsewhere keeps its meaning by kind."""
-    found = getattr(errors, kind, None)
-    if isinstance(found, type) and issubclass(found, AiaasError):
-        return found(message)
-    if "NotFound" in kind:
-        return NotFound(message)
-    if "Unavailable" in kind:
-        return Unavailable(message)
-    return AiaasError(message)
+    # The same class as the child's (or the one of ours it extends), so that the command's
+    # exit code is the one a single process gives.
+    return decode_error(status.get("error"))
 
 
 # ---- the child's side -----------------------------------------------------------------
@@ -167,7 +155,7 @@ class Status:
         self._send({"ready": True})
 
     def failed(self, error: AiaasError) -> None:
-        self._send({"kind": type(error).__name__, "message": error.message})
+        self._send({"error": encode_error(error)})
 
     def _send(self, status: dict[str, Any]) -> None:
         if self._fd is None:

@@ -28,7 +28,14 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiaas.errors import AiaasError, InternalError, InvalidArgument, Unavailable
+from aiaas.errors import (
+    AiaasError,
+    InternalError,
+    InvalidArgument,
+    Unavailable,
+    decode_error,
+    encode_error,
+)
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers import hop_codec as codec
 from aiaas.serve.workers.hop_codec import Buffer
@@ -146,7 +153,7 @@ class EngineClient:
         finally:
             self._pending.pop(request_id, None)
         if "error" in reply:
-            raise codec.decode_error(reply["error"])
+            raise decode_error(reply["error"])
         return reply["result"], reply_frames
 
     async def _wait_connected(self) -> None:
@@ -291,12 +298,12 @@ class EngineService:
             result, reply_frames = await self._dispatch(channel, op, args, tensors)
             body = codec.pack({"id": request_id, "result": result, "frames": len(reply_frames)})
         except AiaasError as error:
-            error_record = codec.encode_error(error)
+            error_record = encode_error(error)
             body = codec.pack({"id": request_id, "error": error_record, "frames": 0})
             reply_frames = []
         except Exception:
             log.exception("unexpected error answering %r over the hop", op)
-            internal = codec.encode_error(InternalError("internal server error"))
+            internal = encode_error(InternalError("internal server error"))
             body = codec.pack({"id": request_id, "error": internal, "frames": 0})
             reply_frames = []
         if not self._outbox:

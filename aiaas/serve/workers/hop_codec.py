@@ -1,5 +1,6 @@
 """The hop's wire format: an internal request or response as one msgpack header and one
-frame per tensor, and our errors as (kind, message) records.
+frame per tensor, and the calls of one turn bundled as one message (errors travel as
+``aiaas.errors.encode_error`` records).
 
 Pure functions over plain buffers (no sockets), so the front-end and engine sides, and
 their tests, share one definition of the format. Tensors never go through msgpack or
@@ -17,8 +18,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from aiaas import errors, tensors
-from aiaas.errors import AiaasError, InternalError, InvalidArgument
+from aiaas import tensors
+from aiaas.errors import InvalidArgument
 from aiaas.serve import shared_memory
 from aiaas.serve.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 
@@ -30,13 +31,6 @@ Buffer = bytes | memoryview
 NO_FRAME = -1
 #: What stands in for a tensor kept in shared memory (the codecs use the same).
 _NO_DATA = np.empty(0, dtype=np.uint8)
-
-#: Every error kind by name: the far side raises the same class with the same message.
-ERROR_KINDS: dict[str, type[AiaasError]] = {
-    kind.__name__: kind
-    for kind in vars(errors).values()
-    if isinstance(kind, type) and issubclass(kind, AiaasError)
-}
 
 
 def pack(value: Any) -> bytes:
@@ -77,24 +71,6 @@ def unbundle(frames: Sequence[Buffer]) -> list[tuple[dict[str, Any], list[Buffer
         parts.append((header, list(frames[index : index + count])))
         index += count
     return parts
-
-
-# ---- errors ------------------------------------------------------------------------
-
-
-def encode_error(error: AiaasError) -> list[str]:
-    """The nearest kind of ours (a package's own subclass travels as the kind it extends)."""
-    kind = next(k.__name__ for k in type(error).__mro__ if k.__name__ in ERROR_KINDS)
-    return [kind, error.message]
-
-
-def decode_error(record: Any) -> AiaasError:
-    """The error the far side raised; a record that is not one is our own bug."""
-    if isinstance(record, list) and len(record) == 2 and all(isinstance(x, str) for x in record):
-        kind = ERROR_KINDS.get(record[0])
-        if kind is not None:
-            return kind(record[1])
-    return InternalError("internal server error")
 
 
 # ---- requests ----------------------------------------------------------------------

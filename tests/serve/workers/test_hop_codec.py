@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from aiaas import errors, tensors
-from aiaas.errors import AiaasError, InternalError, NotFound
+from aiaas.errors import AiaasError, InternalError, NotFound, decode_error, encode_error
 from aiaas.serve import shared_memory
 from aiaas.serve.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 from aiaas.serve.workers import hop_codec as codec
@@ -132,8 +132,8 @@ KINDS = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.__name__)
 def test_each_error_kind_comes_back_as_itself_with_its_message(kind):
-    record = codec.unpack(codec.pack(codec.encode_error(kind("the words"))))
-    error = codec.decode_error(record)
+    record = codec.unpack(codec.pack(encode_error(kind("the words"))))
+    error = decode_error(record)
     assert type(error) is kind
     assert error.message == "the words"
 
@@ -142,13 +142,13 @@ def test_a_packages_own_error_comes_back_as_the_kind_it_extends():
     class ModelGone(NotFound):
         pass
 
-    error = codec.decode_error(codec.encode_error(ModelGone("gone")))
+    error = decode_error(encode_error(ModelGone("gone")))
     assert (type(error), error.message) == (NotFound, "gone")
 
 
 @pytest.mark.parametrize("record", [None, ["Exploded", "x"], ["NotFound"], [1, 2], "NotFound"])
 def test_a_record_that_is_no_error_of_ours_is_an_internal_error(record):
-    error = codec.decode_error(record)
+    error = decode_error(record)
     assert (type(error), error.message) == (InternalError, "internal server error")
 
 
