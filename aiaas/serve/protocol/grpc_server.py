@@ -95,17 +95,26 @@ class _Handlers:
         self.handlers.update(handlers)
 
 
-def add_servicer(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
-    """Every RPC through one generic handler; the inference RPCs registered as well."""
+def servicer_handlers(servicer: InferenceServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """Every RPC's method handler for ``servicer``, by name."""
     captured = _Handlers()
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, captured)  # type: ignore[no-untyped-call]
-    handlers = captured.handlers
+    return captured.handlers
+
+
+def add_servicer(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """Every RPC through one generic handler; the inference RPCs registered as well."""
+    handlers = servicer_handlers(servicer)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, {rpc: handlers[rpc] for rpc in REGISTERED_RPCS})
 
 
 class GrpcFrontEnd:
     """The gRPC server: built on the running event loop, stopped gracefully once."""
+
+    #: Whether sibling processes listen on the same port (the `--workers` front ends,
+    #: whose supervisor holds the port so that no other server can take it).
+    shares_port = False
 
     def __init__(
         self,
@@ -143,7 +152,7 @@ class GrpcFrontEnd:
     def bind(self) -> grpc.aio.Server:
         """Build the server and take the port, before anything else starts, so that a
         port in use is one `Unavailable` at startup rather than a failure after loading."""
-        if not self.address.startswith("unix:"):
+        if not self.address.startswith("unix:") and not self.shares_port:
             _check_free(self.host, self.port, self.address)
         server = grpc.aio.server(
             options=[
@@ -152,7 +161,7 @@ class GrpcFrontEnd:
                 ("grpc.max_send_message_length", -1),
                 # gRPC shares a port between processes by default; a second server on a
                 # taken port must fail, as the HTTP one does, not split the traffic.
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self.shares_port)),
                 # A client too slow to finish the HTTP/2 (and TLS) handshake is dropped.
                 ("grpc.server_handshake_timeout_ms", int(self.handshake_timeout_s * 1000)),
                 # Pings find clients that vanished without closing, so their streams end.
@@ -160,7 +169,7 @@ class GrpcFrontEnd:
                 ("grpc.keepalive_timeout_ms", 20_000),
             ]
         )
-        add_servicer(self._servicer, server)
+        self._register(server)
         try:
             with _core_log_silenced():
                 if self.tls is None:
@@ -175,6 +184,9 @@ class GrpcFrontEnd:
             ) from None
         self._server = server
         return server
+
+    def _register(self, server: grpc.aio.Server) -> None:
+        add_servicer(self._servicer, server)
 
     def begin_stop(self, grace_s: float) -> None:
         """Stop taking RPCs now; those in flight get up to ``grace_s`` to finish."""

@@ -17,12 +17,17 @@ from typing import Any
 import grpc
 
 from aiaas.admin import AdminGuard, serving_guard
-from aiaas.errors import AiaasError, Unavailable
+from aiaas.errors import AiaasError
 from aiaas.exit_codes import exit_code_for
 from aiaas.serve.http_server import HttpServer, http_config, listen, request_limits
 from aiaas.serve.logs import configure_logging
-from aiaas.serve.protocol.grpc_server import SERVICE, GrpcFrontEnd, tls_files
-from aiaas.serve.protocol.proto import grpc_service_pb2 as pb
+from aiaas.serve.protocol.grpc_server import (
+    REGISTERED_RPCS,
+    SERVICE,
+    GrpcFrontEnd,
+    servicer_handlers,
+    tls_files,
+)
 from aiaas.serve.protocol.rest import RestFrontEnd
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineClient
@@ -38,36 +43,20 @@ class FrontEndGrpc(GrpcFrontEnd):
     engine. Unlike one process it shares the port with its siblings (SO_REUSEPORT); the
     supervisor has made sure no other server holds it."""
 
+    shares_port = True
+
     def __init__(self, dataplane: Any, *, engine_address: str, **options: Any) -> None:
         super().__init__(dataplane, **options)
         self.passthrough = GrpcPassthrough(engine_address)
 
-    def bind(self) -> grpc.aio.Server:
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", self.max_request_bytes),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.so_reuseport", 1),
-                ("grpc.server_handshake_timeout_ms", int(self.handshake_timeout_s * 1000)),
-                ("grpc.keepalive_time_ms", 60_000),
-                ("grpc.keepalive_timeout_ms", 20_000),
-            ]
-        )
-        handlers = infer_handlers(self._servicer)
+    def _register(self, server: grpc.aio.Server) -> None:
+        every = servicer_handlers(self._servicer)
+        handlers = {rpc: every[rpc] for rpc in REGISTERED_RPCS}
         generic = grpc.method_handlers_generic_handler(SERVICE, handlers)
         server.add_generic_rpc_handlers((generic, self.passthrough))
-        # Registered too, as one process does (grpc_server.REGISTERED_RPCS): grpcio routes
-        # them by path without asking the generic handlers.
+        # Registered too, as one process does: grpcio routes them by path without asking
+        # the generic handlers.
         server.add_registered_method_handlers(SERVICE, handlers)
-        try:
-            if self.tls is None:
-                server.add_insecure_port(self.address)
-            else:
-                server.add_secure_port(self.address, grpc.ssl_server_credentials([self.tls]))
-        except RuntimeError:
-            raise Unavailable(f"cannot listen for gRPC on {self.address}") from None
-        self._server = server
-        return server
 
     async def start(self) -> None:
         self.passthrough.open()
@@ -76,22 +65,6 @@ class FrontEndGrpc(GrpcFrontEnd):
     async def stop(self, grace_s: float) -> None:
         await super().stop(grace_s)
         await self.passthrough.close()
-
-
-def infer_handlers(servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
-    """The two RPCs a front end answers itself, with the single-process servicer's code."""
-    return {
-        "ModelInfer": grpc.unary_unary_rpc_method_handler(
-            servicer.ModelInfer,
-            request_deserializer=pb.ModelInferRequest.FromString,
-            response_serializer=pb.ModelInferResponse.SerializeToString,
-        ),
-        "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
-            servicer.ModelStreamInfer,
-            request_deserializer=pb.ModelInferRequest.FromString,
-            response_serializer=pb.ModelStreamInferResponse.SerializeToString,
-        ),
-    }
 
 
 def _bind(
