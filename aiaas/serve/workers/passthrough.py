@@ -14,7 +14,6 @@ gets 503 / UNAVAILABLE at once, never a hang.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,9 +22,10 @@ from typing import Any
 import grpc
 import httpcore
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from aiaas.errors import AiaasError, InvalidArgument, Unavailable
+from aiaas.serve.protocol import sse
 from aiaas.serve.protocol.grpc import FORWARDED_FOR, peer_host
 from aiaas.serve.protocol.grpc_server import SERVICE
 from aiaas.serve.protocol.openai_errors import envelope
@@ -104,16 +104,14 @@ async def _relay_response(
         if name.lower() not in _NOT_RELAYED_BACK
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    relay = asyncio.ensure_future(_relay_body(response, send))
-    left = asyncio.ensure_future(_client_left(receive, body_done))
-    try:
-        await asyncio.wait({relay, left}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        left.cancel()
-        if not relay.done():
-            relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
+
+    async def after_the_body() -> Message:
+        # Until the request body is read, `receive` is the body's; a disconnect then
+        # fails the request to the engine instead.
+        await body_done.wait()
+        return await receive()
+
+    await sse.unless_disconnected(_relay_body(response, send), after_the_body)
 
 
 async def _relay_body(response: httpcore.Response, send: Send) -> None:
@@ -122,12 +120,6 @@ async def _relay_body(response: httpcore.Response, send: Send) -> None:
         if chunk:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _client_left(receive: Receive, body_done: asyncio.Event) -> None:
-    await body_done.wait()
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _request_body(receive: Receive, done: asyncio.Event) -> AsyncIterator[bytes]:
