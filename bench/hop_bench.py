@@ -11,7 +11,9 @@ concurrency after a warm-up; us/request is wall time over requests answered (at
 concurrency 1 the latency; above it the inverse of throughput), and CPU us/request the
 CPU time of every process involved (all threads, from /proc) over the same requests:
 on a shared machine the CPU figures move less than the wall-clock ones. A row with no
-model (the engine's `live` operation) shows the hop alone.
+model (the engine's `live` operation) shows the hop alone. The hop is measured twice, in
+the same run: with frames of 64 KiB and more in shared memory (``hop_arena``, what
+`aiaas serve` does) and with every frame in the socket.
 
 Usage: python -m bench hop [--seconds 5] [--concurrency 1,64]
 Writes the table to stdout and to bench/results/hop.md.
@@ -43,6 +45,7 @@ from aiaas.serve.repository import ControlMode, ModelRepository
 from aiaas.serve.sources import DirectorySource
 from aiaas.serve.types import InferInput, InferRequest, InferResponse
 from aiaas.serve.workers.hop import EngineClient, EngineService
+from aiaas.serve.workers.hop_arena import ARENA_BYTES
 from bench.serve_bench import MINILM_CONFIG, MLP_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +53,8 @@ RESULTS = ROOT / "bench" / "results"
 SEQUENCE, HIDDEN, VOCAB, BATCH = 128, 384, 1000, 8
 #: The key of the hop-alone rows.
 ECHO = "live"
+#: Where the hop's large frames go, by the arena size both sides offer.
+ARENAS = {"shared memory": ARENA_BYTES, "the socket": 0}
 
 Infer = Callable[[str, str | None, InferRequest], Awaitable[InferResponse]]
 
@@ -210,9 +215,14 @@ async def measure_in_process(
 
 
 async def measure_over_the_hop(
-    address: str, engine_pid: int, workloads: list[Workload], levels: list[int], seconds: float
+    address: str,
+    engine_pid: int,
+    workloads: list[Workload],
+    levels: list[int],
+    seconds: float,
+    arena_bytes: int,
 ) -> dict[tuple[str, int], Point]:
-    client = EngineClient(address, connect_wait_s=60)
+    client = EngineClient(address, connect_wait_s=60, arena_bytes=arena_bytes)
     client.start()
     pids = [os.getpid(), engine_pid]
     points = {}
@@ -242,9 +252,10 @@ async def _remote_counts(client: EngineClient, model: str) -> tuple[int, int]:
     return rows, runs
 
 
-def start_engine(repo: Path, address: str, log: Path) -> subprocess.Popen[bytes]:
+def start_engine(repo: Path, address: str, arena_bytes: int, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "bench.hop_bench", "--engine", str(repo), address]
+    command += ["--arena-bytes", str(arena_bytes)]
     with log.open("wb") as out:
         engine = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -256,12 +267,12 @@ def start_engine(repo: Path, address: str, log: Path) -> subprocess.Popen[bytes]
     return engine
 
 
-async def serve_engine(repo: Path, address: str) -> None:
+async def serve_engine(repo: Path, address: str, arena_bytes: int) -> None:
     """The engine process of the measurement (``--engine``): until SIGTERM."""
     repository = ModelRepository([DirectorySource(repo)], ControlMode.NONE)
     await repository.start()
     dataplane = DataPlane(repository)
-    service = EngineService(dataplane, address)
+    service = EngineService(dataplane, address, arena_bytes=arena_bytes)
 
     async def counts(model: str) -> list[int]:
         return list(model_counts(dataplane, model))
@@ -282,31 +293,35 @@ def table(
     workloads: list[Workload],
     levels: list[int],
     local: dict[tuple[str, int], Point],
-    hop: dict[tuple[str, int], Point],
+    hops: dict[str, dict[tuple[str, int], Point]],
 ) -> list[str]:
     lines = [
         "| workload | concurrency | in process: us/request | CPU us/request "
-        "| over the hop: us/request | CPU us/request (both processes) | of it the engine's "
-        "| hop / in process | CPU the hop adds, us/request | rows per ONNX Runtime call "
-        "(in process / over the hop) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| large frames in | over the hop: us/request | CPU us/request (both processes) "
+        "| of it the engine's | hop / in process | CPU the hop adds, us/request "
+        "| rows per ONNX Runtime call (in process / over the hop) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in levels:
-        there = hop[(ECHO, c)]
-        lines.append(
-            f"| the hop alone (a `live` call: no model, no tensors) | {c} | - | - "
-            f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} "
-            "| - | - | - |"
-        )
+        for where, hop in hops.items():
+            there = hop[(ECHO, c)]
+            lines.append(
+                f"| the hop alone (a `live` call: no model, no tensors) | {c} | - | - "
+                f"| {where} | {there.wall_us:,.0f} | {there.cpu_us:,.0f} "
+                f"| {there.engine_cpu_us:,.0f} | - | - | - |"
+            )
     for w in workloads:
         for c in levels:
-            here, there = local[(w.model, c)], hop[(w.model, c)]
-            lines.append(
-                f"| {w.label} | {c} | {here.wall_us:,.0f} | {here.cpu_us:,.0f} "
-                f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} | {there.engine_cpu_us:,.0f} "
-                f"| {there.wall_us / here.wall_us:.2f} x | {there.cpu_us - here.cpu_us:+,.0f} "
-                f"| {here.rows_per_run:.1f} / {there.rows_per_run:.1f} |"
-            )
+            here = local[(w.model, c)]
+            for where, hop in hops.items():
+                there = hop[(w.model, c)]
+                lines.append(
+                    f"| {w.label} | {c} | {here.wall_us:,.0f} | {here.cpu_us:,.0f} | {where} "
+                    f"| {there.wall_us:,.0f} | {there.cpu_us:,.0f} "
+                    f"| {there.engine_cpu_us:,.0f} | {there.wall_us / here.wall_us:.2f} x "
+                    f"| {there.cpu_us - here.cpu_us:+,.0f} "
+                    f"| {here.rows_per_run:.1f} / {there.rows_per_run:.1f} |"
+                )
     return lines
 
 
@@ -316,9 +331,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--models", default="mlp,minilm_sized")
     parser.add_argument("--engine", nargs=2, metavar=("REPO", "ADDRESS"), help=argparse.SUPPRESS)
+    parser.add_argument("--arena-bytes", type=int, default=ARENA_BYTES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.engine:
-        uvloop.run(serve_engine(Path(args.engine[0]), args.engine[1]))
+        uvloop.run(serve_engine(Path(args.engine[0]), args.engine[1], args.arena_bytes))
         return
     levels = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="hop-bench-"))
@@ -327,17 +343,21 @@ def main(argv: list[str]) -> None:
         workloads = [w for w in prepare(work / "repo") if w.model in chosen]
         address = f"ipc://{work}/engine"
         local = uvloop.run(measure_in_process(work / "repo", workloads, levels, args.seconds))
-        engine = start_engine(work / "repo", address, work / "engine.log")
-        try:
-            hop = uvloop.run(
-                measure_over_the_hop(address, engine.pid, workloads, levels, args.seconds)
-            )
-        finally:
-            engine.terminate()
-            engine.wait(30)
+        hops = {}
+        for where, arena_bytes in ARENAS.items():
+            engine = start_engine(work / "repo", address, arena_bytes, work / "engine.log")
+            try:
+                hops[where] = uvloop.run(
+                    measure_over_the_hop(
+                        address, engine.pid, workloads, levels, args.seconds, arena_bytes
+                    )
+                )
+            finally:
+                engine.terminate()
+                engine.wait(30)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = table(workloads, levels, local, hop)
+    lines = table(workloads, levels, local, hops)
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)

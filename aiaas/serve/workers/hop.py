@@ -15,6 +15,9 @@ An engine that dies must never leave a client hanging: the connection's end fail
 call in flight with ``Unavailable`` at once; calls made while no engine is connected
 fail after a short wait instead of queuing for a dead peer, and the client reconnects by
 itself when an engine listens on the address again.
+
+Tensor frames of 64 KiB and more travel through shared memory where both processes can
+map it (``hop_arena``): each side of a connection offers the other an arena for them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from aiaas.errors import (
 )
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers import hop_codec as codec
+from aiaas.serve.workers.hop_arena import ARENA_BYTES
 from aiaas.serve.workers.hop_codec import Buffer
 from aiaas.serve.workers.hop_socket import Channel, unix_path
 
@@ -63,9 +67,16 @@ class EngineClient:
     """
 
     def __init__(
-        self, address: str, *, timeout_s: float = 60.0, connect_wait_s: float = 1.0
+        self,
+        address: str,
+        *,
+        timeout_s: float = 60.0,
+        connect_wait_s: float = 1.0,
+        arena_bytes: int = ARENA_BYTES,
     ) -> None:
         self.address = address
+        #: Shared memory offered to the engine for large frames (0: all in the socket).
+        self.arena_bytes = arena_bytes
         self.timeout_s = timeout_s
         #: How long a new call waits for an engine to be connected before it is refused.
         self.connect_wait_s = connect_wait_s
@@ -76,6 +87,11 @@ class EngineClient:
         self._connected = asyncio.Event()
         #: This turn's calls, sent together when the turn ends: (id, header, frames).
         self._outbox: list[tuple[int, bytes, list[Buffer]]] = []
+
+    @property
+    def channel(self) -> Channel | None:
+        """The connection to the engine, while there is one."""
+        return self._channel
 
     @property
     def connected(self) -> bool:
@@ -107,7 +123,7 @@ class EngineClient:
         while True:
             try:
                 _, channel = await loop.create_unix_connection(
-                    lambda: Channel(self._on_reply), path
+                    lambda: Channel(self._on_reply, arena_bytes=self.arena_bytes), path
                 )
             except OSError:  # not listening yet (or any more): the engine is (re)starting
                 await asyncio.sleep(delay)
@@ -207,9 +223,13 @@ class EngineService:
     arguments by keyword; the engine process may add its own.
     """
 
-    def __init__(self, dataplane: DataPlane, address: str) -> None:
+    def __init__(
+        self, dataplane: DataPlane, address: str, *, arena_bytes: int = ARENA_BYTES
+    ) -> None:
         self.dataplane = dataplane
         self.address = address
+        #: Shared memory offered to each front end for large frames (0: all in the socket).
+        self.arena_bytes = arena_bytes
         self.ops: dict[str, Op] = {
             "addressed": self._addressed,
             "ready": self._ready,
@@ -221,6 +241,8 @@ class EngineService:
         #: Stream slots each front end holds (by its connection), freed when it goes.
         self._streams: dict[Channel, dict[int, Callable[[], None]]] = {}
         self._stream_ids = itertools.count(1)
+        #: The front ends' connections now.
+        self.connections: set[Channel] = set()
 
     def bind(self) -> None:
         """Take the address now (listening: a client that connects from here on is
@@ -244,10 +266,13 @@ class EngineService:
         self.bind()
         assert self._socket is not None
         running: set[asyncio.Task[None]] = set()
-        connections: set[Channel] = set()
+        connections = self.connections
+        connections.clear()
 
         def connection() -> Channel:
-            channel = Channel(lambda frames: on_request(channel, frames))
+            channel = Channel(
+                lambda frames: on_request(channel, frames), arena_bytes=self.arena_bytes
+            )
             connections.add(channel)
             channel.closed.add_done_callback(lambda _: gone(channel))
             return channel

@@ -25,6 +25,7 @@ from aiaas.serve.repository import ControlMode, ModelRepository
 from aiaas.serve.sources import DirectorySource
 from aiaas.serve.types import InferInput, InferRequest, RequestedOutput
 from aiaas.serve.workers.hop import NOT_ANSWERING, EngineClient, EngineService
+from aiaas.serve.workers.hop_arena import ARENA_BYTES
 
 BATCHING = "max_batch_size: 64\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n"
 
@@ -50,15 +51,20 @@ def address() -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def engine(
-    repo: Path, address: str, names: list[str], **client_options: float
+    repo: Path,
+    address: str,
+    names: list[str],
+    arena_bytes: int = ARENA_BYTES,
+    **client_options: float,
 ) -> AsyncIterator[tuple[DataPlane, EngineService, EngineClient]]:
     repository = ModelRepository([DirectorySource(repo)], ControlMode.EXPLICIT)
     await repository.start(names)
     dataplane = DataPlane(repository)
-    service = EngineService(dataplane, address)
+    service = EngineService(dataplane, address, arena_bytes=arena_bytes)
     running = asyncio.create_task(service.run())
     # Generous: the first call waits for the connection, however busy the machine is.
-    client = EngineClient(address, **{"connect_wait_s": 30.0, **client_options})
+    options = {"connect_wait_s": 30.0, "arena_bytes": arena_bytes, **client_options}
+    client = EngineClient(address, **options)  # type: ignore[arg-type]
     client.start()
     try:
         yield dataplane, service, client
@@ -270,6 +276,46 @@ def test_a_large_tensor_arrives_whole(repo, address):
         np.testing.assert_array_equal(answer.outputs[0].data, x)
 
     asyncio.run(scenario())
+
+
+def test_large_tensors_cross_in_shared_memory_and_every_slot_comes_back(repo, address):
+    """Tensors of 64 KiB and more go through each side's arena: many at once, more than
+    an arena holds (those go in the socket), over and over, each answer its own; once the
+    answers are dropped, both arenas are whole again (no slot is lost on either side)."""
+    arena_bytes = 2 << 20
+    rows = [np.full((1, 64 * 1024), i, dtype=np.float32) for i in range(12)]  # 256 KiB each
+    assert len(rows) * rows[0].nbytes > arena_bytes
+
+    async def scenario() -> None:
+        async with engine(repo, address, ["big"], arena_bytes) as (_, service, client):
+            for _ in range(5):
+                answers = await asyncio.gather(
+                    *(client.infer("big", None, InferRequest([tensor("x", x)])) for x in rows)
+                )
+                for x, answer in zip(rows, answers, strict=True):
+                    np.testing.assert_array_equal(answer.outputs[0].data, x)
+                del answer
+            assert client.channel is not None
+            assert client.channel.arena is not None
+            (engine_side,) = service.connections
+            replies = engine_side.arena
+            assert replies is not None
+            assert replies.free_bytes < replies.size
+            del answers
+            for _ in range(3):  # the frees travel before the next call
+                await client.infer("big", None, InferRequest([tensor("x", rows[0][:, :4])]))
+            calls = client.channel.arena
+            await until_whole([calls, replies])
+
+    asyncio.run(scenario())
+
+
+async def until_whole(arenas: list) -> None:
+    for _ in range(500):
+        if all(arena.free_bytes == arena.size for arena in arenas):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError([arena.free_bytes for arena in arenas])
 
 
 def test_many_concurrent_callers_each_get_their_own_answer(repo, address):

@@ -1,18 +1,24 @@
 """The hop's framing on a real Unix socket: a message arrives whole and unchanged however
 the stream cuts it (a byte at a time, several messages in one read, frames of megabytes),
-and a stream that breaks the framing closes the connection instead of being guessed at."""
+and a stream that breaks the framing closes the connection instead of being guessed at.
+Large frames go through the sender's shared-memory arena when the peer mapped it, and
+their slots come back once nothing refers to them."""
 
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import socket
 import struct
 import tempfile
+import threading
 
+import numpy as np
 import pytest
 
-from aiaas.serve.workers.hop_socket import Channel, framed
+from aiaas.serve.workers.hop_arena import Arena
+from aiaas.serve.workers.hop_socket import Channel, Kind, framed
 
 
 @pytest.fixture
@@ -99,8 +105,8 @@ def test_a_channel_sends_what_the_other_end_receives_including_large_frames(path
 @pytest.mark.parametrize(
     "garbage",
     [
-        struct.pack("<QI", 8, 5),  # five frames cannot fit in 8 bytes of lengths
-        struct.pack("<QI", 16, 1) + struct.pack("<Q", 3) + b"12345678",  # lengths disagree
+        struct.pack("<QII", 16, 5, 0),  # five frames cannot fit in 16 bytes of places
+        struct.pack("<QII", 24, 1, 0) + struct.pack("<QQ", 3, 0) + b"12345678",  # lengths disagree
     ],
     ids=["too-many-frames", "lengths-disagree"],
 )
@@ -109,6 +115,138 @@ def test_a_stream_that_breaks_the_framing_closes_the_connection(path, garbage):
         server, received, channels = await receiving(path)
         sock = await raw_client(path)
         await asyncio.get_running_loop().sock_sendall(sock, garbage)
+        await until(lambda: channels and channels[0].closed.done(), "the connection closed")
+        assert received == []
+        sock.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+# ---- large frames through shared memory ---------------------------------------------
+
+ARENA = 1 << 20
+
+
+def test_the_arena_hands_out_slots_and_merges_them_back():
+    arena = Arena.create(ARENA)
+    assert arena is not None
+    try:
+        page = mmap.PAGESIZE
+        first = arena.put(memoryview(b"a" * (3 * page)))
+        second = arena.put(memoryview(b"b" * (page + 1)))  # two pages
+        third = arena.put(memoryview(b"c" * page))
+        assert (first, second, third) == (0, 3 * page, 5 * page)
+        assert arena.put(memoryview(bytes(ARENA))) is None  # no room: the caller keeps it
+        arena.give_back(second)
+        assert arena.put(memoryview(b"d" * (3 * page))) == 6 * page  # the hole is too small
+        assert arena.put(memoryview(b"f" * (2 * page))) == second  # this one fits it
+        arena.give_back(second)
+        arena.give_back(6 * page)
+        arena.give_back(first)
+        arena.give_back(third)
+        arena.give_back(12345)  # not ours: ignored
+        arena.give_back(first)  # twice: ignored
+        assert arena.put(memoryview(b"e" * (6 * page))) == 0  # the three merged into one
+    finally:
+        arena.close()
+
+
+async def arena_pair(path: str, on_message) -> tuple[asyncio.Server, Channel, list[Channel]]:
+    """A server channel that hands each message to ``on_message``, and a client channel;
+    both offer an arena, and the client's is in use when this returns."""
+    servers: list[Channel] = []
+
+    def connection() -> Channel:
+        channel = Channel(on_message, arena_bytes=ARENA)
+        servers.append(channel)
+        return channel
+
+    server = await asyncio.get_running_loop().create_unix_server(connection, path)
+    _, client = await asyncio.get_running_loop().create_unix_connection(
+        lambda: Channel(lambda frames: None, arena_bytes=ARENA), path
+    )
+    await until(lambda: client.arena is not None, "the server mapped the client's arena")
+    return server, client, servers
+
+
+def test_a_large_frame_is_read_in_place_and_its_slot_comes_back_when_dropped(path):
+    async def scenario() -> None:
+        kept: list[list[memoryview]] = []
+        server, client, _ = await arena_pair(path, kept.append)
+        arena = client.arena
+        big = bytes(range(256)) * 1024  # 256 KiB: over the threshold
+        client.send([b"small", big])
+        await until(lambda: kept, "the message arrived")
+        small, frame = kept[0]
+        assert (bytes(small), bytes(frame)) == (b"small", big)
+        assert arena.free_bytes == ARENA - len(big)  # the receiver still holds it
+        array = np.frombuffer(frame, dtype=np.uint8).reshape(256, 1024)[1:]  # a view of it
+        del kept[:], small, frame
+        await asyncio.sleep(0.05)
+        assert arena.free_bytes == ARENA - len(big)  # the array still refers to it
+        assert array[0, 1] == 1
+        del array
+        await until(lambda: arena.free_bytes == ARENA, "the slot given back")
+        client.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_frame_the_arena_has_no_room_for_goes_in_the_socket(path):
+    async def scenario() -> None:
+        kept: list[list[memoryview]] = []
+        server, client, _ = await arena_pair(path, kept.append)
+        arena = client.arena
+        frames = [bytes([i]) * (400 << 10) for i in range(4)]  # 1.6 MiB: more than the arena
+        client.send(frames)
+        await until(lambda: kept, "the message arrived")
+        assert [bytes(frame) for frame in kept[0]] == frames
+        assert arena.free_bytes < 400 << 10  # two went through the arena, the rest not
+        del kept[:]
+        await until(lambda: arena.free_bytes == ARENA, "the slots given back")
+        client.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_frame_dropped_in_another_thread_is_given_back_too(path):
+    async def scenario() -> None:
+        kept: list[list[memoryview]] = []
+        server, client, _ = await arena_pair(path, kept.append)
+        client.send([b"\x07" * (128 << 10)])
+        await until(lambda: kept, "the message arrived")
+        holder = [kept.pop()]
+        thread = threading.Thread(target=holder.clear)
+        thread.start()
+        thread.join()
+        await until(lambda: client.arena.free_bytes == ARENA, "the slot given back")
+        client.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_that_cannot_be_mapped_gets_every_frame_in_the_socket(path):
+    """An offer whose memory cannot be opened is declined (no ATTACHED comes back), and
+    a frame that claims to lie in an arena never offered closes the connection."""
+
+    async def scenario() -> None:
+        server, received, channels = await receiving(path)
+        loop = asyncio.get_running_loop()
+        sock = await raw_client(path)
+        hello = struct.pack("<iiQ", os.getpid(), 999_999, ARENA)  # no such descriptor
+        for buffer in framed([hello], Kind.HELLO):
+            await loop.sock_sendall(sock, bytes(buffer))
+        await asyncio.sleep(0.1)
+        assert channels
+        assert not channels[0].closed.done()
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)  # and no ATTACHED
+        for buffer in framed([b"x" * 10, b"y" * 20], Kind.DATA, [0, 1]):
+            await loop.sock_sendall(sock, bytes(buffer))
         await until(lambda: channels and channels[0].closed.done(), "the connection closed")
         assert received == []
         sock.close()
