@@ -18,6 +18,8 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from aiaas.serve import race
+
 DONE = b"data: [DONE]\n\n"
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -41,17 +43,10 @@ async def _disconnected(receive: Receive) -> None:
 async def unless_disconnected(work: Awaitable[Result], receive: Receive) -> Result | None:
     """``work``'s result, or None once the client disconnects first (``work`` is then
     cancelled, which closes the generations it awaits)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    return task.result() if not task.cancelled() else None
+        return await race.unless(work, _disconnected(receive))
+    except race.Interrupted:
+        return None
 
 
 class EventStreamResponse(Response):

@@ -12,7 +12,6 @@ process would print.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import signal
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiaas.errors import AiaasError, Unavailable, cannot_listen
+from aiaas.serve import race
 from aiaas.serve.logs import configure_logging
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.workers import child
@@ -200,16 +200,11 @@ class Supervisor:
         return await self._unless_stopped(asyncio.gather(*(slot.start() for slot in front_ends)))
 
     async def _unless_stopped(self, starting: Awaitable[object]) -> bool:
-        started = asyncio.ensure_future(starting)
-        stopped = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if not started.done():
-            started.cancel()
-            with contextlib.suppress(asyncio.CancelledError, AiaasError):
-                await started
+        """Whether ``starting`` finished before a signal (raises what stopped a child)."""
+        try:
+            await race.unless(starting, self.stopping.wait())
+        except race.Interrupted:
             return False
-        started.result()  # raises what stopped a child from starting
         return True
 
     async def _keep_all(self) -> None:
