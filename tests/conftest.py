@@ -76,7 +76,13 @@ class ServerProcess(LoggedProcess):
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator:
+def start_workers(request: pytest.FixtureRequest) -> int:
+    """`--workers` of the servers a test starts (1 unless it is marked ``both_workers``)."""
+    return int(getattr(request, "param", 1))
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, start_workers: int) -> Iterator:
     """Factory: start_server(repo or None, *flags, preexec_fn=None, ports=None) ->
     ServerProcess, stopped at teardown; preexec_fn runs in the child before exec (resource
     limits); ports=(http, grpc) restarts a server where a killed one listened."""
@@ -89,6 +95,8 @@ def start_server(tmp_path: Path) -> Iterator:
         preexec_fn: Callable[[], None] | None = None,
         ports: tuple[int, int] | None = None,
     ) -> ServerProcess:
+        if start_workers != 1 and "--workers" not in args:
+            args = (*args, "--workers", str(start_workers))
         server = ServerProcess(
             repo,
             *args,
@@ -106,14 +114,17 @@ def start_server(tmp_path: Path) -> Iterator:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A module marked ``both_workers`` runs whole twice: its module server as one process,
-    then as `--workers 2` (two front ends beside an engine), which must answer the same."""
-    if "module_server" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_workers"
-    ):
+    """A module (or test) marked ``both_workers`` runs twice: its servers as one process,
+    then as `--workers 2` (two front ends beside an engine), which must answer the same.
+    A module server is started once for each; a test's own servers once a run."""
+    if not metafunc.definition.get_closest_marker("both_workers"):
+        return
+    if "module_server" in metafunc.fixturenames:
         metafunc.parametrize(
             "server_workers", [1, 2], indirect=True, scope="module", ids=["one", "workers2"]
         )
+    elif "start_server" in metafunc.fixturenames:
+        metafunc.parametrize("start_workers", [1, 2], indirect=True, ids=["one", "workers2"])
 
 
 @pytest.fixture(scope="module")

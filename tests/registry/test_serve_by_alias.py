@@ -20,6 +20,8 @@ from registry_support import ROOT
 from tiny_llama import write_tiny_llama
 from traffic import VersionedTraffic, assert_clean_swaps, infer, wait_for
 
+pytestmark = pytest.mark.both_workers
+
 TOKEN = "s3cret-token"
 PRODUCTION = "models:/mlp@production"
 ALIAS_URL = "/v2/registry/models/mlp/aliases/production"

@@ -10,7 +10,10 @@ import time
 import httpx
 import models
 import numpy as np
+import pytest
 from traffic import VersionedTraffic, assert_clean_swaps, infer, wait_for
+
+pytestmark = pytest.mark.both_workers
 
 POLL = ("--model-control-mode", "poll", "--repository-poll-secs", "0.2")
 

@@ -16,6 +16,8 @@ from ports import free_port
 from processes import ROOT, server_env
 from tritonclient.utils import InferenceServerException
 
+pytestmark = pytest.mark.both_workers
+
 TOKEN = "s3cret-admin-token-7f9a"
 WRONG = "not-the-token-1b2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
