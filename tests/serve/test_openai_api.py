@@ -27,8 +27,6 @@ from compression_fixtures import minilm_repository
 from llm_fixtures import greedy_onnx, onnx_session, smollm2_version
 from tokenizers import Tokenizer
 
-pytestmark = pytest.mark.both_workers
-
 __all__ = ["minilm_repository", "smollm2_version"]
 
 MODEL = "smollm2"
