@@ -53,7 +53,8 @@ class Arena:
     @classmethod
     def create(cls, size: int = ARENA_BYTES) -> Arena | None:
         try:
-            fd = os.memfd_create("aiaas-hop", os.MFD_CLOEXEC)
+            # Named for its writer, so that /proc/PID/maps tells whose arenas a process maps.
+            fd = os.memfd_create(f"aiaas-hop-{os.getpid()}", os.MFD_CLOEXEC)
         except (AttributeError, OSError) as error:  # not Linux, or memfd refused
             log.debug("no shared memory for the hop: %s", error)
             return None

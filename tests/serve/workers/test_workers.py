@@ -8,8 +8,10 @@ One server for the module: these tests change nothing another one reads.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import queue
+import re
 import time
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import tritonclient.utils.shared_memory as shm
 from grpc_stream import GrpcStream
 from tiny_llama import write_tiny_llama
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from worker_pids import FRONT_END, all_serving, children, connections_by_process
+from worker_pids import ENGINE, FRONT_END, all_serving, children, connections_by_process
 
 PROVENANCE = "aiaas-model-version"
 A = np.arange(8, dtype=np.int32).reshape(2, 4)
@@ -39,11 +41,12 @@ def server(module_tmp: Path, module_server):
     models.save(models.add_sub(), repo, "add_sub")
     models.save(models.identity("FP32"), repo, "identity")
     models.save(models.add_sub(), repo, "spare")
+    models.save(models.identity("FP32", ("batch", "width")), repo, "wide")
     write_tiny_llama(repo, "tiny", 1, context_length=4096)
     started = module_server(
         repo, "--workers", "2", "--model-control-mode", "explicit", "--provenance-header",
-        "--max-streams-per-client", "1",
-        "--load-model", "add_sub", "--load-model", "identity", "--load-model", "tiny",
+        "--max-streams-per-client", "1", "--load-model", "add_sub", "--load-model", "identity",
+        "--load-model", "wide", "--load-model", "tiny",
     )  # fmt: skip
     return all_serving(started)
 
@@ -109,6 +112,46 @@ def test_infer_answers_on_every_wire_with_its_provenance(server):
     by_id = {r.get_response().id: r.as_numpy("sum").tolist() for r, e in results if e is None}
     assert by_id == {"0": [[0, 0, 0, 0]], "2": [[4, 4, 4, 4]]}
     assert ["nope" in e.message() for r, e in results if e is not None] == [True]
+
+
+def test_large_tensors_come_back_whole_on_both_wires_many_at_once(server):
+    """Tensors of 1 MiB cross the hop through shared memory both ways: many at once on
+    REST (binary) and gRPC, each answer the caller's own, and again once the first
+    round's slots have come back."""
+    rows = [np.full((1, 256 * 1024), i, dtype=np.float32) for i in range(24)]
+
+    def over_rest(x: np.ndarray) -> np.ndarray:
+        with httpclient.InferenceServerClient(server.url.removeprefix("http://")) as client:
+            infer_input = httpclient.InferInput("x", list(x.shape), "FP32")
+            infer_input.set_data_from_numpy(x, binary_data=True)
+            wanted = [httpclient.InferRequestedOutput("y", binary_data=True)]
+            return client.infer("wide", [infer_input], outputs=wanted).as_numpy("y")
+
+    def over_grpc(x: np.ndarray) -> np.ndarray:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}") as client:
+            infer_input = grpcclient.InferInput("x", list(x.shape), "FP32")
+            infer_input.set_data_from_numpy(x)
+            return client.infer("wide", [infer_input]).as_numpy("y")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(2):
+            answers = [pool.submit(call, x) for x in rows for call in (over_rest, over_grpc)]
+            expected = [x for x in rows for _ in range(2)]
+            for x, answer in zip(expected, answers, strict=True):
+                np.testing.assert_array_equal(answer.result(), x)
+    (engine,) = children(server.process.pid, ENGINE)
+    front_ends = children(server.process.pid, FRONT_END)
+    assert len(peer_arenas(engine)) == 2  # one from each front end
+    for pid in front_ends:
+        assert peer_arenas(pid) == {engine}
+
+
+def peer_arenas(pid: int) -> set[int]:
+    """The processes whose hop arenas ``pid`` maps (an arena's memfd is named for its
+    writer)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    writers = {int(m) for m in re.findall(r"memfd:aiaas-hop-(\d+)", maps)}
+    return writers - {pid}
 
 
 def test_grpc_trailing_metadata_and_errors_come_through(server):
