@@ -22,6 +22,7 @@ import argparse
 import collections
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -74,10 +75,20 @@ def start_echo() -> Server:
     return Server(ECHO, process, port, {})
 
 
+def py_spy() -> str | None:
+    """py-spy on the PATH, or beside this Python (a virtual environment not activated)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def thread_names(pid: int) -> dict[int, str]:
-    """Native thread ids of the Python threads, from one `py-spy dump`."""
+    """Native thread ids of the Python threads, from one `py-spy dump` (none without it:
+    threads are then named by their native names only)."""
+    spy = py_spy()
+    if spy is None:
+        return {}
     out = subprocess.run(
-        ["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, check=False
+        [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, check=False
     ).stdout
     names = {}
     for line in out.splitlines():
@@ -163,11 +174,14 @@ def _thread_label(server: Server, tid: int, name: str) -> str:
 
 def profile(server: Server, body: Path, concurrency: int, seconds: float) -> list[str]:
     """py-spy while h2load runs: every thread with its idle time, then the GIL holder only."""
+    spy = py_spy()
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
     lines = []
     for kind, flags in (("idle", ["--idle", "--threads"]), ("gil", ["--idle", "--gil"])):
         out = WORK / f"pyspy-{_slug(server.label)}-{kind}.txt"
         spy = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(server.pid), "--rate", "250", "--format", "raw",
+            [spy, "record", "--pid", str(server.pid), "--rate", "250", "--format", "raw",
              "--duration", str(round(seconds)), "--output", str(out), "--nonblocking", *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
