@@ -148,6 +148,10 @@ def test_a_deployed_federation_resumes_survives_a_killed_client_registers_and_se
         registry,
         "--set",
         "federated.round_timeout_s=60",
+        # Every round waits for all three: with the spec's 2, a resumed round 2 could start
+        # before the third new client joined, and the kill below then left one answer.
+        "--set",
+        "federated.min_available_clients=3",
     ]
 
     # 1. The server stops after round 1 (checkpointed); its clients leave when it is gone.
