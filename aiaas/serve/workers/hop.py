@@ -266,19 +266,18 @@ class EngineService:
         self.bind()
         assert self._socket is not None
         running: set[asyncio.Task[None]] = set()
-        connections = self.connections
-        connections.clear()
+        self.connections.clear()
 
         def connection() -> Channel:
             channel = Channel(
                 lambda frames: on_request(channel, frames), arena_bytes=self.arena_bytes
             )
-            connections.add(channel)
+            self.connections.add(channel)
             channel.closed.add_done_callback(lambda _: gone(channel))
             return channel
 
         def gone(channel: Channel) -> None:
-            connections.discard(channel)
+            self.connections.discard(channel)
             for release in self._streams.pop(channel, {}).values():
                 release()
 
@@ -303,7 +302,7 @@ class EngineService:
             await asyncio.Event().wait()
         finally:
             server.close()
-            for channel in list(connections):
+            for channel in list(self.connections):
                 channel.close()
             for task in running:
                 task.cancel()

@@ -65,14 +65,15 @@ def framed(
 ) -> list[Buffer]:
     """A message's buffers as they go on the wire: a header, then the frames that travel
     in it (those whose place is 0; ``places`` None: all of them)."""
-    lengths = [memoryview(frame).nbytes for frame in frames]
     places = places or [0] * len(frames)
-    inline = [frame for frame, place in zip(frames, places, strict=True) if not place]
-    size = _PLACE.size * len(frames) + sum(memoryview(frame).nbytes for frame in inline)
-    header = bytearray(_PREFIX.pack(size, len(frames), kind))
-    for length, place in zip(lengths, places, strict=True):
+    header, inline, size = bytearray(), [], _PLACE.size * len(frames)
+    for frame, place in zip(frames, places, strict=True):
+        length = memoryview(frame).nbytes
         header += _PLACE.pack(length, place)
-    return [bytes(header), *inline]
+        if not place:
+            inline.append(frame)
+            size += length
+    return [_PREFIX.pack(size, len(frames), kind) + header, *inline]
 
 
 class Channel(asyncio.Protocol):
@@ -90,7 +91,7 @@ class Channel(asyncio.Protocol):
         self._loop_thread = threading.get_ident()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self._arena_bytes = arena_bytes
-        #: Ours, once the peer has mapped it.
+        #: Ours, offered to the peer; frames go there once it says it mapped it (ready).
         self._arena: Arena | None = None
         self._arena_ready = False
         #: The peer's, mapped, once it offered one.
@@ -105,7 +106,7 @@ class Channel(asyncio.Protocol):
             self._arena = Arena.create(self._arena_bytes)
             if self._arena is not None:
                 hello = _HELLO.pack(os.getpid(), self._arena.fd, self._arena.size)
-                self._transport.writelines(framed([hello], Kind.HELLO))
+                self._send_control(Kind.HELLO, [hello])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
