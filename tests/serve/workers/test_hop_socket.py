@@ -7,12 +7,14 @@ their slots come back once nothing refers to them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
 import os
 import socket
 import struct
 import tempfile
 import threading
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -152,44 +154,41 @@ def test_the_arena_hands_out_slots_and_merges_them_back():
         arena.close()
 
 
-async def arena_pair(path: str, on_message) -> tuple[asyncio.Server, Channel, list[Channel]]:
-    """A server channel that hands each message to ``on_message``, and a client channel;
-    both offer an arena, and the client's is in use when this returns."""
-    servers: list[Channel] = []
-
-    def connection() -> Channel:
-        channel = Channel(on_message, arena_bytes=ARENA)
-        servers.append(channel)
-        return channel
-
-    server = await asyncio.get_running_loop().create_unix_server(connection, path)
-    _, client = await asyncio.get_running_loop().create_unix_connection(
+@contextlib.asynccontextmanager
+async def arena_pair(path: str, on_message) -> AsyncIterator[Channel]:
+    """A client channel whose server end hands each message to ``on_message``; both
+    offer an arena, and the client's is in use when this yields. Closed on the way out."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_unix_server(lambda: Channel(on_message, arena_bytes=ARENA), path)
+    _, client = await loop.create_unix_connection(
         lambda: Channel(lambda frames: None, arena_bytes=ARENA), path
     )
-    await until(lambda: client.arena is not None, "the server mapped the client's arena")
-    return server, client, servers
+    try:
+        await until(lambda: client.arena is not None, "the server mapped the client's arena")
+        yield client
+    finally:
+        client.close()
+        server.close()
 
 
 def test_a_large_frame_is_read_in_place_and_its_slot_comes_back_when_dropped(path):
     async def scenario() -> None:
         kept: list[list[memoryview]] = []
-        server, client, _ = await arena_pair(path, kept.append)
-        arena = client.arena
-        big = bytes(range(256)) * 1024  # 256 KiB: over the threshold
-        client.send([b"small", big])
-        await until(lambda: kept, "the message arrived")
-        small, frame = kept[0]
-        assert (bytes(small), bytes(frame)) == (b"small", big)
-        assert arena.free_bytes == ARENA - len(big)  # the receiver still holds it
-        array = np.frombuffer(frame, dtype=np.uint8).reshape(256, 1024)[1:]  # a view of it
-        del kept[:], small, frame
-        await asyncio.sleep(0.05)
-        assert arena.free_bytes == ARENA - len(big)  # the array still refers to it
-        assert array[0, 1] == 1
-        del array
-        await until(lambda: arena.free_bytes == ARENA, "the slot given back")
-        client.close()
-        server.close()
+        async with arena_pair(path, kept.append) as client:
+            arena = client.arena
+            big = bytes(range(256)) * 1024  # 256 KiB: over the threshold
+            client.send([b"small", big])
+            await until(lambda: kept, "the message arrived")
+            small, frame = kept[0]
+            assert (bytes(small), bytes(frame)) == (b"small", big)
+            assert arena.free_bytes == ARENA - len(big)  # the receiver still holds it
+            array = np.frombuffer(frame, dtype=np.uint8).reshape(256, 1024)[1:]  # a view
+            del kept[:], small, frame
+            await asyncio.sleep(0.05)
+            assert arena.free_bytes == ARENA - len(big)  # the array still refers to it
+            assert array[0, 1] == 1
+            del array
+            await until(lambda: arena.free_bytes == ARENA, "the slot given back")
 
     asyncio.run(scenario())
 
@@ -197,17 +196,15 @@ def test_a_large_frame_is_read_in_place_and_its_slot_comes_back_when_dropped(pat
 def test_a_frame_the_arena_has_no_room_for_goes_in_the_socket(path):
     async def scenario() -> None:
         kept: list[list[memoryview]] = []
-        server, client, _ = await arena_pair(path, kept.append)
-        arena = client.arena
-        frames = [bytes([i]) * (400 << 10) for i in range(4)]  # 1.6 MiB: more than the arena
-        client.send(frames)
-        await until(lambda: kept, "the message arrived")
-        assert [bytes(frame) for frame in kept[0]] == frames
-        assert arena.free_bytes < 400 << 10  # two went through the arena, the rest not
-        del kept[:]
-        await until(lambda: arena.free_bytes == ARENA, "the slots given back")
-        client.close()
-        server.close()
+        async with arena_pair(path, kept.append) as client:
+            arena = client.arena
+            frames = [bytes([i]) * (400 << 10) for i in range(4)]  # 1.6 MiB: over the arena
+            client.send(frames)
+            await until(lambda: kept, "the message arrived")
+            assert [bytes(frame) for frame in kept[0]] == frames
+            assert arena.free_bytes < 400 << 10  # two went through the arena, the rest not
+            del kept[:]
+            await until(lambda: arena.free_bytes == ARENA, "the slots given back")
 
     asyncio.run(scenario())
 
@@ -215,16 +212,14 @@ def test_a_frame_the_arena_has_no_room_for_goes_in_the_socket(path):
 def test_a_frame_dropped_in_another_thread_is_given_back_too(path):
     async def scenario() -> None:
         kept: list[list[memoryview]] = []
-        server, client, _ = await arena_pair(path, kept.append)
-        client.send([b"\x07" * (128 << 10)])
-        await until(lambda: kept, "the message arrived")
-        holder = [kept.pop()]
-        thread = threading.Thread(target=holder.clear)
-        thread.start()
-        thread.join()
-        await until(lambda: client.arena.free_bytes == ARENA, "the slot given back")
-        client.close()
-        server.close()
+        async with arena_pair(path, kept.append) as client:
+            client.send([b"\x07" * (128 << 10)])
+            await until(lambda: kept, "the message arrived")
+            holder = [kept.pop()]
+            thread = threading.Thread(target=holder.clear)
+            thread.start()
+            thread.join()
+            await until(lambda: client.arena.free_bytes == ARENA, "the slot given back")
 
     asyncio.run(scenario())
 

@@ -24,7 +24,15 @@ import tritonclient.grpc as grpcclient
 from ports import free_port
 from processes import ROOT, server_env
 from tritonclient.utils import InferenceServerException
-from worker_pids import ENGINE, FRONT_END, alive, all_serving, children, wait_for
+from worker_pids import (
+    ENGINE,
+    FRONT_END,
+    alive,
+    all_serving,
+    children,
+    unix_socket_paths,
+    wait_for,
+)
 
 X = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 #: Each request runs alone and takes a while: several are in flight when a signal comes.
@@ -179,24 +187,6 @@ def test_a_tmpdir_too_deep_for_a_socket_path_puts_the_private_directory_in_tmp(
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(60) == 0
     assert not run_dir.exists()
-
-
-def unix_socket_paths(pid: int) -> list[Path]:
-    """The paths of the Unix sockets ``pid`` holds with a name (the kernel's account)."""
-    held = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            held.add(target[8:-1])
-    paths = []
-    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 8 and fields[6] in held and fields[7].startswith("/"):
-            paths.append(Path(fields[7]))
-    return paths
 
 
 def held(port: int, *, shared: bool) -> socket.socket:

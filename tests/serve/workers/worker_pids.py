@@ -65,21 +65,34 @@ def _socket_inodes(port: int) -> set[str]:
     return inodes
 
 
+def held_sockets(pid: int) -> list[str]:
+    """The inodes of the sockets ``pid`` has open, one per descriptor."""
+    inodes = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.append(target[8:-1])
+    return inodes
+
+
 def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
     """How many accepted connections on ``port`` each process holds."""
     inodes = _socket_inodes(port)
-    counts = {}
-    for pid in pids:
-        held = 0
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                held += 1
-        counts[pid] = held
-    return counts
+    return {pid: sum(inode in inodes for inode in held_sockets(pid)) for pid in pids}
+
+
+def unix_socket_paths(pid: int) -> list[Path]:
+    """The paths of the Unix sockets ``pid`` holds with a name (the kernel's account)."""
+    held = set(held_sockets(pid))
+    paths = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] in held and fields[7].startswith("/"):
+            paths.append(Path(fields[7]))
+    return paths
 
 
 def all_serving(server) -> object:
