@@ -103,8 +103,10 @@ class DataPlane:
         """The complete configuration in use (after completion), in Triton's JSON form."""
         return model_config.to_json_dict(self.repository.get(name, version).config)
 
-    def model_statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
-        """Triton's statistics extension: all models, one model, or one version."""
+    async def model_statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics extension: all models, one model, or one version
+        (asynchronous: models served by processes of their own are asked first)."""
+        await self.repository.hosting.refresh()
         if name is None:
             chosen = self.repository.loaded_versions()
         elif version is None:
@@ -113,6 +115,17 @@ class DataPlane:
         else:
             chosen = [self.repository.get(name, version)]
         return {"model_stats": [statistics_json(v.stats) for v in chosen]}
+
+    async def register_shared_memory(
+        self, name: str, key: object, offset: object, byte_size: object
+    ) -> None:
+        """Register a region here and wherever a model runs in a process of its own."""
+        self.shared_memory.register(name, key, offset, byte_size)
+        await self.repository.hosting.registered(self.shared_memory.status(name)[0])
+
+    async def unregister_shared_memory(self, name: str | None) -> None:
+        self.shared_memory.unregister(name)
+        await self.repository.hosting.unregistered(name)
 
     # ---- model control -------------------------------------------------------------
 
@@ -176,6 +189,8 @@ class DataPlane:
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
         loaded = self.repository.get(name, version)
+        if loaded.hosted is not None:  # the model's own process checks and answers it
+            return await loaded.hosted.infer(name, version, request)
         if loaded.engine is not None:
             raise InvalidArgument(
                 f"model '{name}' generates text: use /v1/completions, /v1/chat/completions "

@@ -40,6 +40,10 @@ class Prepared:
     #: The model file's sha256 and the lineage record in its metadata, read once here.
     file_sha256: str = ""
     file_lineage: dict[str, Any] | None = None
+    #: Built in a model's own engine process (`--workers`): what stands for it here,
+    #: and the provenance that process gave it.
+    hosted: Any = None
+    provenance: provenance.Provenance | None = None
 
 
 def chosen_versions(config: pb.ModelConfig, folder: ModelFolder) -> list[int]:
@@ -118,6 +122,17 @@ def prepare_model(
                 item.runtime.close()
         raise
     return prepared
+
+
+def generates_text(folder: ModelFolder, override: pb.ModelConfig | None) -> bool:
+    """Whether any chosen version of the model is a language model, read from its config
+    and files without loading it."""
+    base = base_config(folder, override)
+    parameters = {key: value.string_value for key, value in base.parameters.items()}
+    return any(
+        is_language_model(parameters, folder.versions[version])
+        for version in chosen_versions(base, folder)
+    )
 
 
 def _config_digest(config: pb.ModelConfig) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
 from aiaas.serve import loading, provenance
@@ -30,6 +30,7 @@ from aiaas.serve.serving_config import ServingConfig
 from aiaas.serve.settings import ControlMode as ControlMode  # re-exported for its users
 from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
 from aiaas.serve.stats import ModelStats
+from aiaas.serve.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,55 @@ class ModelVersion:
     parameters: dict[str, Any] = field(default_factory=dict)
     #: The generation engine of a text-generation model (V2 infer does not serve these).
     engine: LLMEngine | None = None
+    #: A version served by the model's own engine process (`--workers`): infer goes
+    #: there, and this process holds no session or batcher of it.
+    hosted: Hosted | None = None
+
+
+class Hosted(Protocol):
+    """A version another process serves, as its batcher here (see ``workers.hosting``)."""
+
+    queue_depth: int
+
+    async def infer(
+        self, name: str, version: str | None, request: InferRequest
+    ) -> InferResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class Hosting:
+    """Where a repository's models are built and run: in this process, by default. The
+    engine process of `--workers` runs each model in a process of its own instead
+    (``workers.hosting``); the hooks below are what that needs to hear."""
+
+    async def prepare(
+        self,
+        folder: ModelFolder,
+        override: pb.ModelConfig | None,
+        loaded: dict[int, str],
+        max_model_bytes: int | None,
+    ) -> list[Prepared]:
+        """Build the model's chosen versions that changed (``loaded``: fingerprints of
+        what serves now); raises what stops the load."""
+        return await asyncio.to_thread(
+            loading.prepare_model, folder, override, loaded, max_model_bytes
+        )
+
+    async def unload(self, name: str) -> None:
+        """The model no longer serves."""
+
+    async def refresh(self) -> None:
+        """Statistics are about to be read."""
+
+    async def registered(self, region: dict[str, Any]) -> None:
+        """A shared-memory region was registered (its status)."""
+
+    async def unregistered(self, name: str | None) -> None:
+        """A shared-memory region (None: every one) was unregistered."""
+
+    async def close(self) -> None:
+        """The server stops; every model has been unloaded."""
 
 
 @dataclass(eq=False)
@@ -82,8 +132,10 @@ class ModelRepository:
         sources: Iterable[ModelSource],
         mode: ControlMode = ControlMode.NONE,
         max_model_bytes: int | None = None,
+        hosting: Hosting | None = None,
     ) -> None:
         self.sources = list(sources)
+        self.hosting = hosting or Hosting()
         self.mode = mode
         self.max_model_bytes = max_model_bytes
         self._entries: dict[str, ModelEntry] = {}
@@ -208,12 +260,8 @@ class ModelRepository:
             entry.state = State.LOADING
             try:
                 folder = self._folder(name, folder_override)
-                prepared = await asyncio.to_thread(
-                    loading.prepare_model,
-                    folder,
-                    config_override,
-                    _fingerprints(entry),
-                    self.max_model_bytes,
+                prepared = await self.hosting.prepare(
+                    folder, config_override, _fingerprints(entry), self.max_model_bytes
                 )
             except AiaasError as error:
                 entry.state = previous_state if entry.versions else State.UNAVAILABLE
@@ -237,6 +285,21 @@ class ModelRepository:
             entry.fingerprint = None
             for version in old:
                 self._retire(version)
+            await self.hosting.unload(name)
+
+    def lost(self, name: str, reason: str) -> None:
+        """The process that served the model's versions is gone: until it is loaded
+        again the model answers 503 / UNAVAILABLE with ``reason``."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        old = list(entry.versions.values())
+        entry.versions = {}
+        entry.state = State.UNAVAILABLE
+        entry.reason = reason
+        entry.fingerprint = None
+        for version in old:
+            self._retire(version)
 
     async def poll_once(self, only: Collection[str] | None = None) -> None:
         """Load new models, reload changed ones, unload removed ones: all in poll mode, or
@@ -261,13 +324,18 @@ class ModelRepository:
                 log.error("%s", error)
                 self._entries[name].failed_fingerprint = current
 
+    async def drained(self) -> None:
+        """Every version swapped out or unloaded has finished what it was answering."""
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
+
     async def close(self) -> None:
         for entry in self._entries.values():
             for version in entry.versions.values():
                 self._retire(version, drain_timeout_s=SHUTDOWN_DRAIN_S)
             entry.versions = {}
-        if self._draining:
-            await asyncio.gather(*self._draining, return_exceptions=True)
+        await self.drained()
+        await self.hosting.close()
 
     # ---- internals -----------------------------------------------------------------
 
@@ -307,7 +375,7 @@ class ModelRepository:
         if item.runtime is None or item.serving is None or item.config is None:
             raise InternalError(f"model '{name}' version {item.version} was not built")
         stats = self._stats.setdefault((name, item.version), ModelStats(name, str(item.version)))
-        batcher = Batcher(
+        batcher = item.hosted or Batcher(
             item.runtime.run,
             max_batch_size=item.serving.max_batch_size,
             batching=item.serving.batching,
@@ -322,14 +390,14 @@ class ModelRepository:
                 model_version=str(item.version),
                 metrics=self._llm_metrics.setdefault((name, item.version), EngineMetrics()),
             )
-        source_parameters = self._source_parameters(name, item.version)
-        origin = provenance.of_version(
+        source_parameters = self.source_parameters(name, item.version)
+        origin = item.provenance or provenance.of_version(
             name,
             item.version,
             file_sha256=item.file_sha256,
             file_record=item.file_lineage,
             source_parameters=source_parameters,
-            source_record=self._source_lineage(name, item.version),
+            source_record=self.source_lineage(name, item.version),
         )
         return ModelVersion(
             name=name,
@@ -344,15 +412,16 @@ class ModelRepository:
             provenance=origin,
             parameters={**source_parameters, **origin.metadata_parameters(), **parameters},
             engine=engine,
+            hosted=item.hosted,
         )
 
-    def _source_parameters(self, name: str, version: int) -> dict[str, Any]:
+    def source_parameters(self, name: str, version: int) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for source in self.sources:
             merged.update(source.parameters(name, version))
         return merged
 
-    def _source_lineage(self, name: str, version: int) -> dict[str, Any] | None:
+    def source_lineage(self, name: str, version: int) -> dict[str, Any] | None:
         for source in self.sources:
             record = source.lineage(name, version)
             if record is not None:
@@ -368,7 +437,8 @@ class ModelRepository:
                 await version.batcher.close()
                 if version.engine is not None:
                     await version.engine.close(drain_timeout_s)
-                version.runtime.close()
+                if version.hosted is None:
+                    version.runtime.close()
             finally:
                 self._retiring.pop(id(version), None)
 

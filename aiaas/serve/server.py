@@ -32,7 +32,7 @@ from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.openai_errors import OpenAIError, envelope
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
-from aiaas.serve.repository import ModelRepository
+from aiaas.serve.repository import Hosting, ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
 from aiaas.serve.sources import DirectorySource, ModelSource
 from aiaas.ui import PREFIX as UI_PREFIX
@@ -55,9 +55,11 @@ class Server:
         sources: list[ModelSource] | None = None,
         *,
         grpc_address: str | None = None,
+        hosting: Hosting | None = None,
     ) -> None:
         """``grpc_address``: a private ``unix:`` address for gRPC instead of the public port
-        (the engine process behind ``--workers`` front ends)."""
+        (the engine process behind ``--workers`` front ends); ``hosting``: where models
+        run, when not in this process (that engine process's models)."""
         self.settings = settings
         # First: a server that would leave admin actions open to the network opens nothing.
         self.admin = serving_guard(settings.admin_token, settings.host, settings.allow_open_admin)
@@ -69,7 +71,7 @@ class Server:
         if self.registry is not None:
             all_sources.append(self.registry.source)
         self.repository = ModelRepository(
-            all_sources, settings.model_control_mode, settings.max_model_bytes
+            all_sources, settings.model_control_mode, settings.max_model_bytes, hosting
         )
         self.dataplane = DataPlane(
             self.repository,
@@ -155,6 +157,7 @@ class Server:
         )
 
     async def _metrics(self, request: Request) -> Response:
+        await self.repository.hosting.refresh()
         return Response(metrics.exposition(self.metrics), media_type=metrics.CONTENT_TYPE)
 
     async def _openapi(self, request: Request) -> Response:

@@ -10,8 +10,10 @@ All updates happen on the event loop thread, so plain integers suffice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Request-latency histogram bounds in seconds (Prometheus-style, +Inf implied).
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -102,6 +104,30 @@ class ModelStats:
                 self.latency_buckets[index] += 1
                 return
         self.latency_buckets[-1] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, for an engine process that reports its model's statistics."""
+        data = dataclasses.asdict(self)
+        data["batch_stats"] = {str(size): batch for size, batch in data["batch_stats"].items()}
+        return data
+
+    def update_from(self, data: dict[str, Any]) -> None:
+        """Take over another process's statistics of the same version (``to_dict``)."""
+        for duration in ("success", "fail", "queue", "compute_input", "compute_infer",
+                         "compute_output"):  # fmt: skip
+            setattr(self, duration, Duration(**data[duration]))
+        self.inference_count = int(data["inference_count"])
+        self.execution_count = int(data["execution_count"])
+        self.last_inference_ms = int(data["last_inference_ms"])
+        self.batch_stats = {
+            int(size): BatchStats(*(Duration(**batch[phase]) for phase in _PHASES))
+            for size, batch in data["batch_stats"].items()
+        }
+        self.latency_buckets = [int(count) for count in data["latency_buckets"]]
+        self.latency_sum_s = float(data["latency_sum_s"])
+
+
+_PHASES = ("compute_input", "compute_infer", "compute_output")
 
 
 def _duration_json(duration: Duration) -> dict[str, int]:

@@ -162,6 +162,7 @@ class CatalogueUI:
         parent_of = functools.partial(self._parent_of, loaded=loaded)
         view = await run_in_threadpool(pages.version_view, catalogue, model, number, parent_of)
         tradeoffs = pages.tradeoffs(self.repository, view["version"], view["parents"])
+        await self.repository.hosting.refresh()
         live = live_state(self.repository, name, number)
         parameters = pages.served_parameters(self.repository, name, number)
         return self._render(
@@ -170,6 +171,7 @@ class CatalogueUI:
 
     async def live_fragment(self, request: Request) -> Response:
         name, number = request.path_params["name"], request.path_params["version"]
+        await self.repository.hosting.refresh()
         live = live_state(self.repository, name, number)
         return self._render("_live.html", live=live)
 

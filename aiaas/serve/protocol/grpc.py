@@ -149,7 +149,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelStatisticsResponse:
         name = request.name or None
         version = codec.optional_version(request.version) if name else None
-        return codec.model_statistics(self.dataplane.model_statistics(name, version))
+        return codec.model_statistics(await self.dataplane.model_statistics(name, version))
 
     # ---- model repository ----------------------------------------------------------
 
@@ -192,7 +192,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._authorize(context, "registering shared memory")
         if not request.name:
             raise InvalidArgument("a shared memory region needs a non-empty 'name'")
-        self.dataplane.shared_memory.register(
+        await self.dataplane.register_shared_memory(
             request.name, request.key, request.offset, request.byte_size
         )
         return pb.SystemSharedMemoryRegisterResponse()
@@ -203,7 +203,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.SystemSharedMemoryUnregisterResponse:
         self._authorize(context, "unregistering shared memory")
         # As Triton: an empty name unregisters every region.
-        self.dataplane.shared_memory.unregister(request.name or None)
+        await self.dataplane.unregister_shared_memory(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     # ---- CUDA shared memory (a server without GPUs) ----------------------------------

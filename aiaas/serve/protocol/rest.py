@@ -262,7 +262,7 @@ class RestFrontEnd:
 
     async def model_statistics(self, request: Request) -> Response:
         params = request.path_params
-        stats = self.dataplane.model_statistics(params.get("model"), params.get("version"))
+        stats = await self.dataplane.model_statistics(params.get("model"), params.get("version"))
         return json_response(stats)
 
     async def model_ready(self, request: Request) -> Response:
@@ -320,7 +320,7 @@ class RestFrontEnd:
         options = rest_codec.loads_json(await self.read_body(request))
         if not isinstance(options, dict):
             raise InvalidArgument("the register body must be a JSON object")
-        self.dataplane.shared_memory.register(
+        await self.dataplane.register_shared_memory(
             request.path_params["region"],
             options.get("key"),
             options.get("offset", 0),
@@ -331,7 +331,7 @@ class RestFrontEnd:
     async def shm_unregister(self, request: Request) -> Response:
         self._authorize(request, "unregistering shared memory")
         await self.read_body(request)
-        self.dataplane.shared_memory.unregister(request.path_params.get("region"))
+        await self.dataplane.unregister_shared_memory(request.path_params.get("region"))
         return Response(status_code=200)
 
     # ---- CUDA shared memory extension (a server without GPUs) ------------------------

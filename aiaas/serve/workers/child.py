@@ -4,23 +4,24 @@ environment, where a token would show in `ps`), and writes one status line (read
 the error that stopped it) to a pipe, so that a failure before serving is the same one
 line and exit code as in one process.
 
-Children die with the supervisor (PR_SET_PDEATHSIG, checked against a race with
-getppid) and sit in their own process group, so that a Ctrl-C in the terminal reaches
-the supervisor alone and it decides the order of shutdown. Imports nothing heavy: the
-supervisor imports it too.
+Children die with their parent (PR_SET_PDEATHSIG, which each sets itself, checked
+against a race with getppid) and sit in their own process group, so that a Ctrl-C in
+the terminal reaches the supervisor alone and it decides the order of shutdown.
+Imports nothing heavy: the supervisor imports it too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from aiaas.serve.settings import ServerSettings
 
 ENGINE_MODULE = "aiaas.serve.workers.engine_process"
 FRONT_END_MODULE = "aiaas.serve.workers.frontend"
+MODEL_ENGINE_MODULE = "aiaas.serve.workers.model_engine"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -44,6 +46,14 @@ def engine_grpc_address(run_dir: Path) -> str:
 def engine_hop_address(run_dir: Path) -> str:
     """The engine's EngineService (a Unix socket), for the front ends' infer calls."""
     return f"ipc://{run_dir / 'engine-hop.ipc'}"
+
+
+def model_hop_address(run_dir: Path, model: str) -> str:
+    """The EngineService of one model's engine process. Named after a digest of the
+    model's name, which may be long or hold any character, and the same in every
+    process that asks, so a route never needs telling again."""
+    digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+    return f"ipc://{run_dir / f'model-{digest}.ipc'}"
 
 
 def engine_files(run_dir: Path) -> list[Path]:
@@ -65,6 +75,10 @@ class ChildConfig:
     index: int = 0
     http_port: int = 0
     grpc_port: int = 0
+    #: The model a model engine process serves.
+    model: str = ""
+    #: The process that started it, which it must not outlive.
+    parent_pid: int = field(default_factory=os.getpid)
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -75,6 +89,8 @@ class ChildConfig:
                 "index": self.index,
                 "http_port": self.http_port,
                 "grpc_port": self.grpc_port,
+                "model": self.model,
+                "parent_pid": self.parent_pid,
             }
         ).encode()
 
@@ -88,6 +104,8 @@ class ChildConfig:
             index=int(data["index"]),
             http_port=int(data["http_port"]),
             grpc_port=int(data["grpc_port"]),
+            model=str(data["model"]),
+            parent_pid=int(data["parent_pid"]),
         )
 
 
@@ -96,13 +114,13 @@ class ChildConfig:
 
 def spawn(module: str, config: ChildConfig, write_fd: int) -> subprocess.Popen[bytes]:
     """Start ``module`` as a child that dies with this process; the config goes on its
-    stdin, ``write_fd`` (the status pipe's end) is the only descriptor it inherits."""
+    stdin, ``write_fd`` (the status pipe's end) is the only descriptor it inherits.
+
+    No code runs between fork and exec (so Python may vfork): a process with gRPC's
+    threads, as the engine process is, cannot fork safely otherwise. The child ties its
+    life to this one itself (``read_config``)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", module],
-        stdin=subprocess.PIPE,
-        pass_fds=(write_fd,),
-        process_group=0,
-        preexec_fn=_dies_with(os.getpid()),
+        [sys.executable, "-m", module], stdin=subprocess.PIPE, pass_fds=(write_fd,), process_group=0
     )
     assert process.stdin is not None
     try:
@@ -113,16 +131,11 @@ def spawn(module: str, config: ChildConfig, write_fd: int) -> subprocess.Popen[b
     return process
 
 
-def _dies_with(parent: int) -> Callable[[], None]:
-    """Runs in the child before exec: a SIGKILLed supervisor takes its children with it.
-    libc is looked up here, before the fork, so the child only makes the call."""
+def _die_with(parent: int) -> None:
+    """A SIGKILLed parent takes this process with it; one already gone ends it now."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
+    if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
+        os._exit(1)
 
 
 def parse_status(line: bytes) -> AiaasError | None:
@@ -142,7 +155,10 @@ def parse_status(line: bytes) -> AiaasError | None:
 
 
 def read_config() -> ChildConfig:
-    return ChildConfig.from_json(sys.stdin.buffer.read())
+    """The config from the parent, once this process is bound to die with it."""
+    config = ChildConfig.from_json(sys.stdin.buffer.read())
+    _die_with(config.parent_pid)
+    return config
 
 
 class Status:

@@ -24,8 +24,13 @@ from aiaas.serve.server import Server, catalogue_url, start_metrics
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineService
+from aiaas.serve.workers.hosting import ModelHosts
 
 log = logging.getLogger("aiaas.serve.workers")
+
+#: How often the models' processes are asked for statistics for the --metrics-port
+#: listener (the main port's /metrics and the statistics extension ask on every read).
+_REFRESH_S = 1.0
 
 #: Room for the headers a front end adds (the client's address) to a request whose own
 #: headers were just within --max-header-bytes.
@@ -61,8 +66,12 @@ async def serve(config: child.ChildConfig) -> None:
     settings = engine_settings(config.settings)
     for stale in child.engine_files(config.run_dir):  # a killed predecessor's sockets
         stale.unlink(missing_ok=True)
+    hosts = ModelHosts(settings, config.run_dir)
     try:
-        server = Server(settings, grpc_address=child.engine_grpc_address(config.run_dir))
+        server = Server(
+            settings, grpc_address=child.engine_grpc_address(config.run_dir), hosting=hosts
+        )
+        hosts.attach(server.repository, server.dataplane.shared_memory)
         if server.grpc is not None:
             server.grpc.bind()
         if settings.metrics_port:
@@ -71,11 +80,19 @@ async def serve(config: child.ChildConfig) -> None:
         status.failed(error)
         raise SystemExit(exit_code_for(error)) from None
     hop = EngineService(server.dataplane, child.engine_hop_address(config.run_dir))
+
+    async def route(name: str) -> str | None:
+        return hosts.route(name)
+
+    hop.ops["route"] = route
     serving: list[asyncio.Task[None]] = []
 
     def started() -> None:
         hop.bind()  # reachable before the supervisor hears "ready" and starts front ends
-        serving.append(asyncio.get_running_loop().create_task(hop.run()))
+        loop = asyncio.get_running_loop()
+        serving.append(loop.create_task(hop.run()))
+        if settings.metrics_port:  # scraped from a thread of its own, which cannot ask
+            serving.append(loop.create_task(_refresh_statistics(hosts)))
         status.ready()
         tls = settings.tls_cert is not None
         log.info("catalogue: %s", catalogue_url(settings.host, config.http_port, tls=tls))
@@ -94,6 +111,12 @@ async def serve(config: child.ChildConfig) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _refresh_statistics(hosts: ModelHosts) -> None:
+    while True:
+        await asyncio.sleep(_REFRESH_S)
+        await hosts.refresh()
 
 
 def main() -> None:

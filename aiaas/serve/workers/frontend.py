@@ -135,7 +135,7 @@ async def serve(config: child.ChildConfig) -> None:
         if grpc_front is not None:
             await grpc_front.stop(grace_s)
         await passthrough.aclose()
-        await dataplane.client.close()
+        await dataplane.close()
         http_socket.close()
 
 

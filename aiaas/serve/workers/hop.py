@@ -234,6 +234,7 @@ class EngineService:
             "addressed": self._addressed,
             "ready": self._ready,
             "live": self._live,
+            "route": self._route,
         }
         self._socket: socket.socket | None = None
         #: This turn's replies by front end (its connection), sent when the turn ends.
@@ -372,3 +373,7 @@ class EngineService:
 
     async def _live(self) -> bool:
         return self.dataplane.live()
+
+    async def _route(self, name: str) -> str | None:
+        """Where a model's infer calls go when not here (see ``workers.hosting``)."""
+        return None

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
-from aiaas.errors import AiaasError
+from aiaas.errors import AiaasError, NotFound, Unavailable
 from aiaas.serve.limits import RequestLimits, check_model_name, once
 from aiaas.serve.types import InferRequest, InferResponse
 from aiaas.serve.workers.hop import EngineClient
 
+#: How long a front end takes the engine's word that it serves a model itself (or that
+#: no process serves it) before it asks again: a model loaded meanwhile gets its own
+#: process, and its calls go there from then on.
+_LOCAL_ROUTE_S = 1.0
+
 
 class RemoteDataPlane:
-    """The data plane of a front-end process, answered by the engine process."""
+    """The data plane of a front-end process, answered by the engine process, or for a
+    model that runs in a process of its own, by that process."""
 
     def __init__(self, client: EngineClient, limits: RequestLimits) -> None:
         self.client = client
@@ -29,6 +37,10 @@ class RemoteDataPlane:
         self.started = False
         #: Releases on their way to the engine (a task is kept until it is done).
         self._releasing: set[asyncio.Task[Any]] = set()
+        #: By model: the process that serves its calls, and until when that holds.
+        self._routes: dict[str, tuple[EngineClient, float]] = {}
+        #: The models' processes by address, connected once asked for.
+        self._model_clients: dict[str, EngineClient] = {}
 
     def check_addressed(self, name: str, version: str | None) -> None:
         """Only the name rules here: whether a model answers is the engine's to say, and
@@ -59,4 +71,36 @@ class RemoteDataPlane:
             await self.client.call("close_stream", token=token)
 
     async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
-        return await self.client.infer(name, version, request)
+        client = await self._route(name)
+        if client is self.client:
+            return await self.client.infer(name, version, request)
+        try:
+            return await client.infer(name, version, request)
+        except (NotFound, Unavailable):
+            # Unloaded (its process stopped), or restarting: the engine says which.
+            self._routes.pop(name, None)
+            if await self._route(name) is not self.client:
+                raise
+            return await self.client.infer(name, version, request)
+
+    async def _route(self, name: str) -> EngineClient:
+        route = self._routes.get(name)
+        if route is not None and route[1] > time.monotonic():
+            return route[0]
+        address = await self.client.call("route", name=name)
+        if address is None:
+            self._routes[name] = (self.client, time.monotonic() + _LOCAL_ROUTE_S)
+            return self.client
+        client = self._model_clients.get(address)
+        if client is None:
+            client = self._model_clients[address] = EngineClient(address)
+            client.start()
+        self._routes[name] = (client, math.inf)  # its process's address never changes
+        return client
+
+    async def close(self) -> None:
+        """Stop every connection; calls still in flight fail with Unavailable."""
+        clients = [self.client, *self._model_clients.values()]
+        self._model_clients.clear()
+        self._routes.clear()
+        await asyncio.gather(*(client.close() for client in clients))

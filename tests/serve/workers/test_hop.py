@@ -331,7 +331,7 @@ def test_many_concurrent_callers_each_get_their_own_answer(repo, address):
                 np.testing.assert_array_equal(answer.outputs[0].data, x + 0.5)
 
             await asyncio.gather(*(one(i) for i in range(300)))
-            stats = dataplane.model_statistics("shifted", None)["model_stats"][0]
+            stats = (await dataplane.model_statistics("shifted", None))["model_stats"][0]
         assert stats["inference_stats"]["success"]["count"] == 300
 
     asyncio.run(scenario())

@@ -7,8 +7,11 @@ import os
 import time
 from pathlib import Path
 
+from aiaas.serve.workers.child import model_hop_address
+
 ENGINE = "aiaas.serve.workers.engine_process"
 FRONT_END = "aiaas.serve.workers.frontend"
+MODEL_ENGINE = "aiaas.serve.workers.model_engine"
 
 
 def _parent_of(pid: str) -> int | None:
@@ -93,6 +96,16 @@ def unix_socket_paths(pid: int) -> list[Path]:
         if len(fields) >= 8 and fields[6] in held and fields[7].startswith("/"):
             paths.append(Path(fields[7]))
     return paths
+
+
+def model_engine(engine: int, model: str) -> int:
+    """The process the engine started for ``model``: the one listening where the
+    model's infer calls go."""
+    socket_name = Path(model_hop_address(Path(), model).removeprefix("ipc://")).name
+    for pid in children(engine, MODEL_ENGINE):
+        if any(path.name == socket_name for path in unix_socket_paths(pid)):
+            return pid
+    raise AssertionError(f"no engine process of model {model!r} among the engine's children")
 
 
 def all_serving(server) -> object:
