@@ -23,6 +23,7 @@ SUITES = {
     "faults": "bench.faults_bench",
     "grpc-percall": "bench.grpc_percall_bench",
     "hop": "bench.hop_bench",
+    "models": "bench.models_bench",
 }
 
 

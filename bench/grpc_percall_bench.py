@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import wire
-from bench.loadgen import LoadResult, Process, free_port, run_h2load
+from bench.loadgen import LoadResult, Process, free_port, parse_trees, run_h2load, serve_command
 from bench.serve_bench import check_grpc, prepare_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,12 +57,7 @@ class Server:
 
 def start_tree(label: str, tree: Path, repo: Path) -> Server:
     port, grpc_port = free_port(), free_port()
-    command = [
-        # In the tree's directory: `python -m` puts the working directory first on the path.
-        "env", "-C", str(tree), f"PYTHONPATH={tree}", sys.executable, "-m", "aiaas.cli", "serve",
-        "--model-repository", str(repo), "--http-port", str(port),
-        "--grpc-port", str(grpc_port), "--log-level", "warning",
-    ]  # fmt: skip
+    command = serve_command(repo, port, grpc_port, tree=tree)
     log = WORK / f"server-{label}.log"
     process = Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log)
     return Server(label, process, grpc_port, {})
@@ -252,18 +247,6 @@ def summary(servers: list[Server], points, levels: list[int]) -> list[str]:
     return lines
 
 
-def parse_trees(values: list[str]) -> dict[str, Path]:
-    if not values:
-        return {"this checkout": ROOT}
-    trees = {}
-    for value in values:
-        label, _, path = value.partition("=")
-        if not path or not (Path(path) / "aiaas").is_dir():
-            raise SystemExit(f"--tree wants LABEL=PATH with an aiaas package under PATH: {value}")
-        trees[label] = Path(path).resolve()
-    return trees
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench grpc-percall")
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -274,7 +257,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--no-echo", action="store_true")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
-    trees = parse_trees(args.tree)
+    trees = parse_trees(args.tree, ROOT)
     WORK.mkdir(parents=True, exist_ok=True)
     model = prepare_mlp(WORK / "repo")
     body = WORK / "mlp.grpc"

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,34 @@ def _percentile(out: str, label: str) -> float:
     match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
     value, unit = float(match.group(1)), match.group(2)
     return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def serve_command(
+    repo: Path, port: int, grpc_port: int, extra: list[str] | tuple[str, ...] = (),
+    tree: Path | None = None,
+) -> list[str]:  # fmt: skip
+    """`aiaas serve` of this checkout, or of another code tree (a worktree, or `git archive`
+    of a commit: a directory holding an `aiaas` package) to measure it beside this one."""
+    where = [] if tree is None else ["env", "-C", str(tree), f"PYTHONPATH={tree}"]
+    # In the tree's directory: `python -m` puts the working directory first on the path.
+    return [
+        *where, sys.executable, "-m", "aiaas.cli", "serve", "--model-repository", str(repo),
+        "--http-port", str(port), "--grpc-port", str(grpc_port), "--log-level", "warning",
+        *extra,
+    ]  # fmt: skip
+
+
+def parse_trees(values: list[str], this_checkout: Path) -> dict[str, Path]:
+    """`--tree LABEL=PATH` options; none: this checkout alone."""
+    if not values:
+        return {"this checkout": this_checkout}
+    trees = {}
+    for value in values:
+        label, _, path = value.partition("=")
+        if not path or not (Path(path) / "aiaas").is_dir():
+            raise SystemExit(f"--tree wants LABEL=PATH with an aiaas package under PATH: {value}")
+        trees[label] = Path(path).resolve()
+    return trees
 
 
 class Process:

@@ -22,7 +22,15 @@ import numpy as np
 import onnxruntime as ort
 
 from bench import wire
-from bench.loadgen import LoadResult, Process, free_port, run_h2load, run_wrk, write_script
+from bench.loadgen import (
+    LoadResult,
+    Process,
+    free_port,
+    run_h2load,
+    run_wrk,
+    serve_command,
+    write_script,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work"
@@ -172,11 +180,7 @@ def check_grpc(port: int, model: Model) -> None:
 
 def start_aiaas(repo: Path, log: Path, extra: Sequence[str] = ()) -> tuple[Process, int, int]:
     port, grpc_port = free_port(), free_port()
-    command = [
-        sys.executable, "-m", "aiaas.cli", "serve", "--model-repository", str(repo),
-        "--http-port", str(port), "--grpc-port", str(grpc_port), "--log-level", "warning",
-        *extra,
-    ]  # fmt: skip
+    command = serve_command(repo, port, grpc_port, tuple(extra))
     return Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log), port, grpc_port
 
 

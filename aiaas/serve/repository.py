@@ -15,11 +15,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aiaas.errors import AiaasError, InternalError, InvalidArgument, NotFound, Unavailable
 from aiaas.serve import loading, provenance
 from aiaas.serve.batching import Batcher
+from aiaas.serve.hosting import Hosted, Hosting
 from aiaas.serve.llm.engine import LLMEngine
 from aiaas.serve.llm.metrics import EngineMetrics
 from aiaas.serve.loading import Prepared
@@ -30,7 +31,6 @@ from aiaas.serve.serving_config import ServingConfig
 from aiaas.serve.settings import ControlMode as ControlMode  # re-exported for its users
 from aiaas.serve.sources import ModelFolder, ModelSource, read_model_folder
 from aiaas.serve.stats import ModelStats
-from aiaas.serve.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -66,52 +66,6 @@ class ModelVersion:
     #: A version served by the model's own engine process (`--workers`): infer goes
     #: there, and this process holds no session or batcher of it.
     hosted: Hosted | None = None
-
-
-class Hosted(Protocol):
-    """A version another process serves, as its batcher here (see ``workers.hosting``)."""
-
-    queue_depth: int
-
-    async def infer(
-        self, name: str, version: str | None, request: InferRequest
-    ) -> InferResponse: ...
-
-    async def close(self) -> None: ...
-
-
-class Hosting:
-    """Where a repository's models are built and run: in this process, by default. The
-    engine process of `--workers` runs each model in a process of its own instead
-    (``workers.hosting``); the hooks below are what that needs to hear."""
-
-    async def prepare(
-        self,
-        folder: ModelFolder,
-        override: pb.ModelConfig | None,
-        loaded: dict[int, str],
-        max_model_bytes: int | None,
-    ) -> list[Prepared]:
-        """Build the model's chosen versions that changed (``loaded``: fingerprints of
-        what serves now); raises what stops the load."""
-        return await asyncio.to_thread(
-            loading.prepare_model, folder, override, loaded, max_model_bytes
-        )
-
-    async def unload(self, name: str) -> None:
-        """The model no longer serves."""
-
-    async def refresh(self) -> None:
-        """Statistics are about to be read."""
-
-    async def registered(self, region: dict[str, Any]) -> None:
-        """A shared-memory region was registered (its status)."""
-
-    async def unregistered(self, name: str | None) -> None:
-        """A shared-memory region (None: every one) was unregistered."""
-
-    async def close(self) -> None:
-        """The server stops; every model has been unloaded."""
 
 
 @dataclass(eq=False)
@@ -278,21 +232,17 @@ class ModelRepository:
                 raise NotFound(f"Request for unknown model: '{name}' is not found")
             entry = self._entries.setdefault(name, ModelEntry(name))
         async with entry.lock:
-            old = list(entry.versions.values())
-            entry.versions = {}
-            entry.state = State.UNAVAILABLE
-            entry.reason = "unloaded"
-            entry.fingerprint = None
-            for version in old:
-                self._retire(version)
+            self._clear(entry, "unloaded")
             await self.hosting.unload(name)
 
     def lost(self, name: str, reason: str) -> None:
         """The process that served the model's versions is gone: until it is loaded
         again the model answers 503 / UNAVAILABLE with ``reason``."""
         entry = self._entries.get(name)
-        if entry is None:
-            return
+        if entry is not None:
+            self._clear(entry, reason)
+
+    def _clear(self, entry: ModelEntry, reason: str) -> None:
         old = list(entry.versions.values())
         entry.versions = {}
         entry.state = State.UNAVAILABLE
@@ -338,6 +288,10 @@ class ModelRepository:
         await self.hosting.close()
 
     # ---- internals -----------------------------------------------------------------
+
+    def folder_of(self, name: str) -> Path | None:
+        """The model's folder in the repository's sources, if it has one."""
+        return self._folders().get(name)
 
     def _folders(self) -> dict[str, Path]:
         folders: dict[str, Path] = {}

@@ -24,6 +24,7 @@ from aiaas.admin import serving_guard
 from aiaas.errors import cannot_listen
 from aiaas.serve import metrics
 from aiaas.serve.dataplane import DataPlane
+from aiaas.serve.hosting import Hosting
 from aiaas.serve.http_server import HttpServer, http_config, listen, request_limits
 from aiaas.serve.logs import configure_logging
 from aiaas.serve.protocol import openapi
@@ -32,7 +33,7 @@ from aiaas.serve.protocol.grpc_server import GrpcFrontEnd, tls_files
 from aiaas.serve.protocol.openai import OpenAIFrontEnd
 from aiaas.serve.protocol.openai_errors import OpenAIError, envelope
 from aiaas.serve.protocol.rest import RestFrontEnd, json_response
-from aiaas.serve.repository import Hosting, ModelRepository
+from aiaas.serve.repository import ModelRepository
 from aiaas.serve.settings import ControlMode, ServerSettings
 from aiaas.serve.sources import DirectorySource, ModelSource
 from aiaas.ui import PREFIX as UI_PREFIX

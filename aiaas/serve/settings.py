@@ -130,8 +130,8 @@ class ServerSettings(BaseSettings):
         16, gt=0, description="Open streams (SSE, gRPC) one client address may hold at once."
     )
     workers: int = Field(
-        1, ge=1, description="Front-end processes sharing the HTTP and gRPC ports beside one "
-        "engine process; 1: everything in one process."
+        1, ge=1, description="Front-end processes sharing the HTTP and gRPC ports beside an "
+        "engine process and a process for each model; 1: everything in one process."
     )  # fmt: skip
 
     @field_validator("load_model", "model", mode="before")

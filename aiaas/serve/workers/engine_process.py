@@ -1,9 +1,10 @@
 """The engine process of `aiaas serve --workers N`: today's whole Server (repository,
-registry following, batchers, ONNX Runtime sessions, language-model engines, shared
-memory, statistics, metrics), so that batching stays global and each model is in
-memory once. It listens only where the front ends reach it: its HTTP app on a Unix
-socket and its gRPC service on a `unix:` address (for the routes and RPCs they pass
-through), and the hop's EngineService (for the infer calls they decode themselves).
+registry following, language-model engines, shared memory, statistics, metrics), except
+that each other model runs in a process of its own that it starts (``model_hosts``), so
+that batching stays global, each model is in memory once and models run side by side.
+It listens only where the front ends reach it: its HTTP app on a Unix socket and its
+gRPC service on a `unix:` address (for the routes and RPCs they pass through), and the
+hop's EngineService (for the calls they make themselves, and where a model runs).
 
 Run as `python -m aiaas.serve.workers.engine_process` by the supervisor.
 """
@@ -24,7 +25,7 @@ from aiaas.serve.server import Server, catalogue_url, start_metrics
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.workers import child
 from aiaas.serve.workers.hop import EngineService
-from aiaas.serve.workers.hosting import ModelHosts
+from aiaas.serve.workers.model_hosts import ModelHosts
 
 log = logging.getLogger("aiaas.serve.workers")
 

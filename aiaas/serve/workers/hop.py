@@ -375,5 +375,5 @@ class EngineService:
         return self.dataplane.live()
 
     async def _route(self, name: str) -> str | None:
-        """Where a model's infer calls go when not here (see ``workers.hosting``)."""
+        """Where a model's infer calls go when not here (see ``workers.model_hosts``)."""
         return None

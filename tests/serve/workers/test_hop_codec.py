@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from aiaas import errors, tensors
 from aiaas.errors import AiaasError, InternalError, NotFound, decode_error, encode_error
 from aiaas.serve import shared_memory
+from aiaas.serve.stats import ComputeTimes, ModelStats, statistics_json
 from aiaas.serve.types import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
 from aiaas.serve.workers import hop_codec as codec
 
@@ -184,3 +185,19 @@ def test_a_bundle_whose_headers_do_not_add_up_is_refused(headers):
     message = [b"".join(codec.pack(h) for h in headers), b"x"]
     with pytest.raises(ValueError, match="does not say its frames"):
         codec.unbundle(message)
+
+
+def test_a_models_statistics_cross_the_hop_whole():
+    """A model's process reports its statistics as a dict the engine process takes over:
+    every figure the statistics extension and the metrics read comes back the same."""
+    stats = ModelStats("m", "1")
+    stats.record_execution(4, ComputeTimes(10, 200, 30))
+    stats.record_execution(1, ComputeTimes(1, 20, 3))
+    stats.record_request_compute(55, ComputeTimes(10, 200, 30))
+    stats.record_request(True, 2_000_000)
+    stats.record_request(False, 7_000_000_000)
+    mirror = ModelStats("m", "1")
+    mirror.update_from(codec.unpack(codec.pack(stats.to_dict())))
+    assert statistics_json(mirror) == statistics_json(stats)
+    assert mirror.latency_buckets == stats.latency_buckets
+    assert mirror.latency_sum_s == stats.latency_sum_s

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiaas.errors import AiaasError
 from aiaas.serve import loading
+from aiaas.serve.hosting import Hosting
 from aiaas.serve.loading import Prepared
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.serve.provenance import Provenance
-from aiaas.serve.repository import Hosting
 from aiaas.serve.serving_config import serving_config
 from aiaas.serve.settings import ServerSettings
 from aiaas.serve.sources import ModelFolder
@@ -73,8 +73,10 @@ class ModelHost:
         self.process = process
         self.client = client
         self.started_at = time.monotonic()
-        #: The configuration it was last told to load (kept to load it again).
+        #: The configuration it was last told to load, and whether it can be loaded
+        #: again if the process dies (not from files uploaded with the load request).
         self.override: pb.ModelConfig | None = None
+        self.reloadable = True
         self.stopping = False
         self.watcher: asyncio.Task[None] | None = None
 
@@ -116,10 +118,15 @@ class ModelHosts(Hosting):
         loaded: dict[int, str],
         max_model_bytes: int | None,
     ) -> list[Prepared]:
-        if loading.generates_text(folder, override):
-            return await super().prepare(folder, override, loaded, max_model_bytes)
-        assert self.repository is not None
         name = folder.name
+        if loading.generates_text(folder, override):
+            if name not in self.hosts:
+                return await super().prepare(folder, override, loaded, max_model_bytes)
+            # It was served by a process of its own: build every version here anew.
+            prepared = await super().prepare(folder, override, {}, max_model_bytes)
+            await self._forget(name)
+            return prepared
+        assert self.repository is not None
         host = self.hosts.get(name) or await self._start(name)
         sources = [
             (version, self.repository.source_parameters(name, version),
@@ -141,6 +148,8 @@ class ModelHosts(Hosting):
             message = str(error).removeprefix(f"failed to load '{name}': ")
             raise type(error)(message) from None
         host.override = override
+        # Files uploaded with the load request are gone once it is answered.
+        host.reloadable = folder.path == self.repository.folder_of(name)
         return [self._mirror(host, item, loaded) for item in described]
 
     def _mirror(self, host: ModelHost, item: dict[str, Any], loaded: dict[int, str]) -> Prepared:
@@ -242,10 +251,13 @@ class ModelHosts(Hosting):
         previous = self._delays.get(host.name, 0.0)
         delay = 0.0 if lived >= _STABLE_S else min(max(2 * previous, _FIRST_DELAY_S), _MAX_DELAY_S)
         self._delays[host.name] = delay
-        reason = (
-            f"the engine process of model '{host.name}' exited with code {code}; "
-            "it is being loaded again"
-        )
+        reason = f"the engine process of model '{host.name}' exited with code {code}"
+        if not host.reloadable:
+            reason += "; its files were uploaded with the load request: load it again"
+            log.warning("%s", reason)
+            self.repository.lost(host.name, reason)
+            return
+        reason += "; it is being loaded again"
         log.warning("%s", reason)
         self.repository.lost(host.name, reason)
         task = asyncio.get_running_loop().create_task(self._reload(host, delay))
