@@ -77,6 +77,9 @@ class ModelHost:
         #: again if the process dies (not from files uploaded with the load request).
         self.override: pb.ModelConfig | None = None
         self.reloadable = True
+        #: Whether a load has succeeded there: a process that dies while loading its
+        #: model is not started again by itself (the load fails with the reason).
+        self.loaded = False
         self.stopping = False
         self.watcher: asyncio.Task[None] | None = None
 
@@ -147,7 +150,7 @@ class ModelHosts(Hosting):
             # The model's process said "failed to load 'NAME': ..." as this one will.
             message = str(error).removeprefix(f"failed to load '{name}': ")
             raise type(error)(message) from None
-        host.override = override
+        host.override, host.loaded = override, True
         # Files uploaded with the load request are gone once it is answered.
         host.reloadable = folder.path == self.repository.folder_of(name)
         return [self._mirror(host, item, loaded) for item in described]
@@ -229,10 +232,13 @@ class ModelHosts(Hosting):
         client.start()
         host = ModelHost(name, process, client)
         self.hosts[name] = host
-        if self.shared_memory is not None:
-            for region in self.shared_memory.status():
-                await client.call("shm_register", **region)
         host.watcher = asyncio.get_running_loop().create_task(self._watch(host))
+        for region in self.shared_memory.status() if self.shared_memory is not None else []:
+            try:
+                await client.call("shm_register", **region)
+            except AiaasError as error:
+                log.warning("the process of model '%s' did not take region %s: %s",
+                            name, region["name"], error)  # fmt: skip
         return host
 
     async def _forget(self, name: str) -> None:
@@ -247,19 +253,21 @@ class ModelHosts(Hosting):
         assert self.repository is not None
         del self.hosts[host.name]
         await host.client.close()
+        if not host.loaded:  # it died loading: that load fails, and says so
+            return
         lived = time.monotonic() - host.started_at
         previous = self._delays.get(host.name, 0.0)
         delay = 0.0 if lived >= _STABLE_S else min(max(2 * previous, _FIRST_DELAY_S), _MAX_DELAY_S)
         self._delays[host.name] = delay
-        reason = f"the engine process of model '{host.name}' exited with code {code}"
-        if not host.reloadable:
-            reason += "; its files were uploaded with the load request: load it again"
-            log.warning("%s", reason)
-            self.repository.lost(host.name, reason)
-            return
-        reason += "; it is being loaded again"
+        reason = f"the engine process of model '{host.name}' exited with code {code}; " + (
+            "it is being loaded again"
+            if host.reloadable
+            else "its files were uploaded with the load request: load it again"
+        )
         log.warning("%s", reason)
         self.repository.lost(host.name, reason)
+        if not host.reloadable:
+            return
         task = asyncio.get_running_loop().create_task(self._reload(host, delay))
         self._reloading.add(task)
         task.add_done_callback(self._reloading.discard)

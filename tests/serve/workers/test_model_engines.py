@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import models
 import pytest
+import tritonclient.http as httpclient
 from tiny_llama import write_tiny_llama
 from worker_pids import ENGINE, MODEL_ENGINE, alive, all_serving, children, model_engine, wait_for
 
@@ -115,3 +116,25 @@ def test_a_model_that_fails_to_load_leaves_no_process(server):
     assert "failed to load 'broken': failed to load" not in refused.json()["error"]
     wait_for(lambda: set(children(engine, MODEL_ENGINE)) == running, "no process for it")
     assert infer(server.url, "broken").status_code == 503
+
+
+def test_a_model_from_uploaded_files_is_not_loaded_again_when_its_process_dies(server):
+    client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    files = {"file:1/model.onnx": models.identity("FP32").SerializeToString()}
+    client.load_model("uploaded", config="{}", files=files)
+    assert infer(server.url, "uploaded").status_code == 200
+    engine = engine_of(server)
+    killed = model_engine(engine, "uploaded")
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: not alive(killed), "the model's process to die")
+
+    def row() -> dict:
+        index = httpx.post(f"{server.url}/v2/repository/index", timeout=30).json()
+        return next(r for r in index if r["name"] == "uploaded")
+
+    wait_for(lambda: row()["state"] == "UNAVAILABLE", "the model to be reported down")
+    assert "uploaded with the load request: load it again" in row()["reason"]
+    assert infer(server.url, "uploaded").status_code == 503
+    client.load_model("uploaded", config="{}", files=files)
+    assert infer(server.url, "uploaded").status_code == 200
+    client.close()
