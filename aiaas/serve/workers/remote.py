@@ -25,6 +25,7 @@ from aiaas.serve.workers.hop import EngineClient
 #: no process serves it) before it asks again: a model loaded meanwhile gets its own
 #: process, and its calls go there from then on.
 _LOCAL_ROUTE_S = 1.0
+_MAX_LOCAL_ROUTES = 4096
 
 
 class RemoteDataPlane:
@@ -89,7 +90,7 @@ class RemoteDataPlane:
             return route[0]
         address = await self.client.call("route", name=name)
         if address is None:
-            self._routes[name] = (self.client, time.monotonic() + _LOCAL_ROUTE_S)
+            self._remember_local(name)
             return self.client
         client = self._model_clients.get(address)
         if client is None:
@@ -97,6 +98,15 @@ class RemoteDataPlane:
             client.start()
         self._routes[name] = (client, math.inf)  # its process's address never changes
         return client
+
+    def _remember_local(self, name: str) -> None:
+        """Names a client makes up must not grow the table without bound: past a size,
+        the lapsed entries go, and if that is not enough this one is not kept."""
+        now = time.monotonic()
+        if len(self._routes) >= _MAX_LOCAL_ROUTES:
+            self._routes = {n: route for n, route in self._routes.items() if route[1] > now}
+        if len(self._routes) < _MAX_LOCAL_ROUTES:
+            self._routes[name] = (self.client, now + _LOCAL_ROUTE_S)
 
     async def close(self) -> None:
         """Stop every connection; calls still in flight fail with Unavailable."""

@@ -22,11 +22,14 @@ from ports import free_port
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from aiaas.admin import AdminGuard
+from aiaas.errors import NotFound
 from aiaas.serve.dataplane import DataPlane
 from aiaas.serve.limits import RequestLimits
 from aiaas.serve.protocol.rest import RestFrontEnd
 from aiaas.serve.repository import ControlMode, ModelRepository
 from aiaas.serve.sources import DirectorySource
+from aiaas.serve.types import InferRequest
+from aiaas.serve.workers import remote as remote_module
 from aiaas.serve.workers.hop import EngineClient, EngineService
 from aiaas.serve.workers.remote import RemoteDataPlane
 
@@ -162,3 +165,37 @@ def test_grpc_over_the_hop_answers_and_names_an_unknown_model_before_a_bad_messa
     finally:
         assert engine.stop() == 0
     assert "Traceback" not in engine.logs()
+
+
+def test_made_up_model_names_do_not_grow_a_front_ends_routes_without_bound(repo, address):
+    """Each unknown name is asked of the engine (404) and remembered for a moment; a
+    client inventing names keeps the table at its bound, not at one entry a name."""
+
+    async def scenario() -> tuple[int, int]:
+        repository = ModelRepository([DirectorySource(repo)], ControlMode.EXPLICIT)
+        running = asyncio.create_task(EngineService(DataPlane(repository), address).run())
+        engine = EngineClient(address)
+        engine.start()
+        plane = RemoteDataPlane(engine, RequestLimits())
+        refused = 0
+
+        async def ask(name: str) -> None:
+            nonlocal refused
+            with contextlib.suppress(NotFound):
+                await plane.infer(name, None, InferRequest(inputs=[]))
+                return
+            refused += 1
+
+        try:
+            names = [f"made-up-{i}" for i in range(remote_module._MAX_LOCAL_ROUTES + 500)]
+            for start in range(0, len(names), 256):
+                await asyncio.gather(*(ask(name) for name in names[start : start + 256]))
+            return refused, len(plane._routes)
+        finally:
+            await plane.close()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    refused, kept = asyncio.run(scenario())
+    assert refused == remote_module._MAX_LOCAL_ROUTES + 500
+    assert kept <= remote_module._MAX_LOCAL_ROUTES
