@@ -72,6 +72,7 @@ class EngineClient:
         *,
         timeout_s: float = 60.0,
         connect_wait_s: float = 1.0,
+        first_connect_wait_s: float = 1.0,
         arena_bytes: int = ARENA_BYTES,
     ) -> None:
         self.address = address
@@ -80,6 +81,10 @@ class EngineClient:
         self.timeout_s = timeout_s
         #: How long a new call waits for an engine to be connected before it is refused.
         self.connect_wait_s = connect_wait_s
+        #: The same before the first connection: a peer known to be there (a model's
+        #: process the engine names) may be given longer on a busy machine.
+        self.first_connect_wait_s = first_connect_wait_s
+        self._ever_connected = False
         self._connecting: asyncio.Task[None] | None = None
         self._channel: Channel | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
@@ -131,6 +136,7 @@ class EngineClient:
                 continue
             delay = _RECONNECT_S
             self._channel = channel
+            self._ever_connected = True
             self._connected.set()
             try:
                 await asyncio.shield(channel.closed)
@@ -177,7 +183,8 @@ class EngineClient:
             raise Unavailable("the front end is not connected to the engine process")
         if not self._connected.is_set():
             try:
-                async with asyncio.timeout(self.connect_wait_s):
+                wait = self.connect_wait_s if self._ever_connected else self.first_connect_wait_s
+                async with asyncio.timeout(wait):
                     await self._connected.wait()
             except TimeoutError:
                 raise Unavailable(NOT_ANSWERING) from None

@@ -26,6 +26,9 @@ from aiaas.serve.workers.hop import EngineClient
 #: process, and its calls go there from then on.
 _LOCAL_ROUTE_S = 1.0
 _MAX_LOCAL_ROUTES = 4096
+#: How long a model's first call waits for its process to take the connection: the
+#: engine has just said it serves there, so only a busy machine makes it slow.
+_FIRST_CONNECT_S = 10.0
 
 
 class RemoteDataPlane:
@@ -94,7 +97,9 @@ class RemoteDataPlane:
             return self.client
         client = self._model_clients.get(address)
         if client is None:
-            client = self._model_clients[address] = EngineClient(address)
+            client = self._model_clients[address] = EngineClient(
+                address, first_connect_wait_s=_FIRST_CONNECT_S
+            )
             client.start()
         self._routes[name] = (client, math.inf)  # its process's address never changes
         return client

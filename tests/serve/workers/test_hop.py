@@ -362,6 +362,32 @@ def test_without_an_engine_a_call_is_refused_after_the_connect_wait(address):
     asyncio.run(scenario())
 
 
+def test_the_first_connection_may_be_given_longer_than_a_lost_one(repo, address):
+    """A model's process the engine has named may be slow to take a front end's first
+    connection on a busy machine: that wait is the first one's; once connected, a lost
+    peer is given up on after the short wait."""
+
+    async def scenario() -> None:
+        client = EngineClient(address, connect_wait_s=0.2, first_connect_wait_s=30)
+        client.start()
+        repository = ModelRepository([DirectorySource(repo)], ControlMode.EXPLICIT)
+        try:
+            first = asyncio.create_task(client.call("live"))
+            await asyncio.sleep(0.6)  # three short waits: still waiting for the first
+            running = asyncio.create_task(EngineService(DataPlane(repository), address).run())
+            assert await first is True
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            while client.connected:
+                await asyncio.sleep(0.01)
+            with pytest.raises(Unavailable):
+                await client.call("live")
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_client_started_before_the_engine_binds_reaches_it_once_it_does(repo, address):
     async def scenario() -> None:
         client = EngineClient(address, connect_wait_s=30)
