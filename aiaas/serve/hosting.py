@@ -33,6 +33,10 @@ class Hosting:
     engine process of `--workers` runs each model in a process of its own instead
     (``workers.model_hosts``); the hooks below are what that needs to hear."""
 
+    #: How many models the initial load builds at once: here one after another, as
+    #: sessions built side by side in one process only compete for its cores and memory.
+    parallel_loads = 1
+
     async def prepare(
         self,
         folder: ModelFolder,

@@ -187,11 +187,16 @@ class ModelRepository:
         names = list(explicit) if self.mode == ControlMode.EXPLICIT else list(self._folders())
         if self.mode == ControlMode.EXPLICIT and "*" in names:
             names = list(self._folders())
-        for name in names:
-            try:
-                await self.load(name)
-            except AiaasError as error:
-                log.error("%s", error)
+        turns = asyncio.Semaphore(self.hosting.parallel_loads)  # waiters go in order
+
+        async def load(name: str) -> None:
+            async with turns:
+                try:
+                    await self.load(name)
+                except AiaasError as error:
+                    log.error("%s", error)
+
+        await asyncio.gather(*(load(name) for name in names))
 
     async def load(
         self,

@@ -93,6 +93,10 @@ class ModelHost:
 class ModelHosts(Hosting):
     """Each model in a process of its own; see the module's docstring."""
 
+    #: Starting a model's process is mostly the interpreter's start-up: at start, four
+    #: models load at once (Triton's default --model-load-thread-count).
+    parallel_loads = 4
+
     def __init__(self, settings: ServerSettings, run_dir: Path) -> None:
         self.settings = settings
         self.run_dir = run_dir
