@@ -148,10 +148,10 @@ def _read_config(model_dir: Path) -> tuple[dict[str, str], Path | None]:
     config_path = model_dir / "config.pbtxt"
     if not config_path.is_file():
         return {}, None
-    from aiaas.serve.config import parse_pbtxt
+    from aiaas.serve.config import parse_pbtxt, string_parameters
 
     config = parse_pbtxt(config_path.read_text())
-    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    parameters = string_parameters(config)
     labels = next(
         (
             model_dir / output.label_filename

@@ -66,6 +66,11 @@ def parse_json(text: str) -> pb.ModelConfig:
     return config
 
 
+def string_parameters(config: pb.ModelConfig) -> dict[str, str]:
+    """The config's `parameters` as plain strings, the only kind Triton's configs use."""
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
 def to_json_dict(config: pb.ModelConfig) -> dict[str, Any]:
     """Triton's JSON form: proto field names, enums as names, and 64-bit integers as
     numbers (protobuf's JSON mapping would quote them; Triton's clients expect numbers)."""

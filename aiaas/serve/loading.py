@@ -128,7 +128,7 @@ def generates_text(folder: ModelFolder, override: pb.ModelConfig | None) -> bool
     """Whether any chosen version of the model is a language model, read from its config
     and files without loading it."""
     base = base_config(folder, override)
-    parameters = {key: value.string_value for key, value in base.parameters.items()}
+    parameters = model_config.string_parameters(base)
     return any(
         is_language_model(parameters, folder.versions[version])
         for version in chosen_versions(base, folder)

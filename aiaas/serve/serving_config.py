@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiaas.errors import InvalidArgument
-from aiaas.serve.config import DEFAULT_MODEL_FILENAME, datatype_from_config
+from aiaas.serve.config import DEFAULT_MODEL_FILENAME, datatype_from_config, string_parameters
 from aiaas.serve.protocol.proto import model_config_pb2 as pb
 from aiaas.tensors import TensorSpec
 
@@ -97,12 +97,12 @@ def serving_config(config: pb.ModelConfig) -> ServingConfig:
         runtime=runtime_options(config),
         model_filename=config.default_model_filename or DEFAULT_MODEL_FILENAME,
         label_filenames={t.name: t.label_filename for t in config.output if t.label_filename},
-        parameters={key: value.string_value for key, value in config.parameters.items()},
+        parameters=string_parameters(config),
     )
 
 
 def runtime_options(config: pb.ModelConfig) -> RuntimeOptions:
-    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    parameters = string_parameters(config)
     intra, inter = (_int_parameter(parameters, key) for key in _THREAD_PARAMETERS)
     return RuntimeOptions(
         instance_count=_instance_count(config),
