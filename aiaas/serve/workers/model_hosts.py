@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aiaas.serve.workers")
 
-#: A model process that lived this long before dying is loaded again at once; one that
-#: dies sooner waits a growing delay, so a model that kills its process does not spin.
-_STABLE_S = 10.0
-_FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 10.0
 #: How long a model's process may take to finish its requests once told to stop.
 _STOP_GRACE_S = 30.0
 
@@ -72,7 +67,6 @@ class ModelHost:
         self.name = name
         self.process = process
         self.client = client
-        self.started_at = time.monotonic()
         #: The configuration it was last told to load, and whether it can be loaded
         #: again if the process dies (not from files uploaded with the load request).
         self.override: pb.ModelConfig | None = None
@@ -259,9 +253,7 @@ class ModelHosts(Hosting):
         await host.client.close()
         if not host.loaded:  # it died loading: that load fails, and says so
             return
-        lived = time.monotonic() - host.started_at
-        previous = self._delays.get(host.name, 0.0)
-        delay = 0.0 if lived >= _STABLE_S else min(max(2 * previous, _FIRST_DELAY_S), _MAX_DELAY_S)
+        delay = host.process.restart_delay(self._delays.get(host.name, 0.0))
         self._delays[host.name] = delay
         reason = f"the engine process of model '{host.name}' exited with code {code}; " + (
             "it is being loaded again"

@@ -9,16 +9,23 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 
 from aiaas.errors import AiaasError
 from aiaas.serve.workers import child
+
+#: A child that lived this long before dying is started again at once; one that dies
+#: sooner waits a growing delay, so a child that cannot start does not spin the machine.
+_STABLE_S = 10.0
+_FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 10.0
 
 
 class WorkerProcess:
     def __init__(self, role: str, process: subprocess.Popen[bytes], status_fd: int) -> None:
         self.role = role
         self.process = process
+        self.started_at = time.monotonic()
         self._status_fd = status_fd
         loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = loop.create_future()
@@ -39,6 +46,13 @@ class WorkerProcess:
         finally:
             os.close(write_fd)
         return cls(role, process, read_fd)
+
+    def restart_delay(self, previous_s: float) -> float:
+        """How long to wait before starting its successor, now that it has died, given
+        the wait before it (0 for a first start)."""
+        if time.monotonic() - self.started_at >= _STABLE_S:
+            return 0.0
+        return min(max(2 * previous_s, _FIRST_DELAY_S), _MAX_DELAY_S)
 
     @property
     def pid(self) -> int:

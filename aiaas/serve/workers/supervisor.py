@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,6 @@ from aiaas.serve.workers.processes import WorkerProcess
 
 log = logging.getLogger("aiaas.serve.workers")
 
-#: A child that lived this long before dying is restarted at once; one that dies sooner
-#: waits a growing delay, so a child that cannot start does not spin the machine.
-_STABLE_S = 10.0
-_FIRST_DELAY_S, _MAX_DELAY_S = 0.25, 10.0
 #: Beyond the shutdown timeout, how long a child may take to exit before it is killed.
 _EXIT_MARGIN_S = 10.0
 
@@ -125,12 +120,10 @@ class Slot:
     module: str
     config: Callable[[int], child.ChildConfig]
     process: WorkerProcess | None = None
-    started_at: float = 0.0
 
     async def start(self) -> None:
         """Start a process here and wait until it serves; raises what stopped it."""
         self.process = WorkerProcess.start(self.role, self.module, self.config)
-        self.started_at = time.monotonic()
         await self.process.ready()
 
     async def stop(self, grace_s: float) -> None:
@@ -221,8 +214,7 @@ class Supervisor:
         while True:
             assert slot.process is not None
             code = await slot.process.wait()
-            lived = time.monotonic() - slot.started_at
-            delay = 0.0 if lived >= _STABLE_S else min(max(2 * delay, _FIRST_DELAY_S), _MAX_DELAY_S)
+            delay = slot.process.restart_delay(delay)
             log.warning(
                 "the %s process (pid %d) exited with code %d: starting a new one",
                 slot.role, slot.process.pid, code,
