@@ -49,11 +49,15 @@ def engine_hop_address(run_dir: Path) -> str:
 
 
 def model_hop_address(run_dir: Path, model: str) -> str:
-    """The EngineService of one model's engine process. Named after a digest of the
-    model's name, which may be long or hold any character, and the same in every
-    process that asks, so a route never needs telling again."""
-    digest = hashlib.sha256(model.encode()).hexdigest()[:16]
-    return f"ipc://{run_dir / f'model-{digest}.ipc'}"
+    """The EngineService of one model's engine process."""
+    return f"ipc://{run_dir / model_socket_name(model)}"
+
+
+def model_socket_name(model: str) -> str:
+    """Named after a digest of the model's name, which may be long or hold any
+    character, and the same in every process that asks, so a route never needs telling
+    again."""
+    return f"model-{hashlib.sha256(model.encode()).hexdigest()[:16]}.ipc"
 
 
 def engine_files(run_dir: Path) -> list[Path]:

@@ -81,11 +81,7 @@ async def serve(config: child.ChildConfig) -> None:
         status.failed(error)
         raise SystemExit(exit_code_for(error)) from None
     hop = EngineService(server.dataplane, child.engine_hop_address(config.run_dir))
-
-    async def route(name: str) -> str | None:
-        return hosts.route(name)
-
-    hop.ops["route"] = route
+    hop.ops["route"] = hosts.route
     serving: list[asyncio.Task[None]] = []
 
     def started() -> None:

@@ -105,8 +105,9 @@ class ModelHosts(Hosting):
         self.repository = repository
         self.shared_memory = shared_memory
 
-    def route(self, name: str) -> str | None:
-        """The hop address of the process that serves ``name``, if one does."""
+    async def route(self, name: str) -> str | None:
+        """The hop address of the process that serves ``name``, if one does (the engine's
+        `route` operation)."""
         host = self.hosts.get(name)
         return None if host is None else host.client.address
 

@@ -41,8 +41,8 @@ _SOCKET_PATH_MAX = 107
 def private_dir() -> Path:
     """A new directory only this user can enter (mode 0700) for the engine's sockets:
     under $TMPDIR, or under /tmp where $TMPDIR is too deep for a socket's path to fit."""
-    model_socket = child.model_hop_address(Path(), "").removeprefix("ipc://")
-    longest = max(len(path.name) for path in [*child.engine_files(Path()), Path(model_socket)])
+    names = [path.name for path in child.engine_files(Path())] + [child.model_socket_name("")]
+    longest = max(len(name) for name in names)
     for parent in (None, "/tmp"):
         folder = Path(tempfile.mkdtemp(prefix="aiaas-serve-", dir=parent))
         if len(str(folder).encode()) + 1 + longest <= _SOCKET_PATH_MAX:

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from aiaas.serve.workers.child import model_hop_address
+from aiaas.serve.workers.child import model_socket_name
 
 ENGINE = "aiaas.serve.workers.engine_process"
 FRONT_END = "aiaas.serve.workers.frontend"
@@ -101,7 +101,7 @@ def unix_socket_paths(pid: int) -> list[Path]:
 def model_engine(engine: int, model: str) -> int:
     """The process the engine started for ``model``: the one listening where the
     model's infer calls go."""
-    socket_name = Path(model_hop_address(Path(), model).removeprefix("ipc://")).name
+    socket_name = model_socket_name(model)
     for pid in children(engine, MODEL_ENGINE):
         if any(path.name == socket_name for path in unix_socket_paths(pid)):
             return pid
