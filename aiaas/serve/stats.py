@@ -113,21 +113,19 @@ class ModelStats:
 
     def update_from(self, data: dict[str, Any]) -> None:
         """Take over another process's statistics of the same version (``to_dict``)."""
-        for duration in ("success", "fail", "queue", "compute_input", "compute_infer",
-                         "compute_output"):  # fmt: skip
-            setattr(self, duration, Duration(**data[duration]))
-        self.inference_count = int(data["inference_count"])
-        self.execution_count = int(data["execution_count"])
-        self.last_inference_ms = int(data["last_inference_ms"])
-        self.batch_stats = {
-            int(size): BatchStats(*(Duration(**batch[phase]) for phase in _PHASES))
-            for size, batch in data["batch_stats"].items()
-        }
-        self.latency_buckets = [int(count) for count in data["latency_buckets"]]
-        self.latency_sum_s = float(data["latency_sum_s"])
-
-
-_PHASES = ("compute_input", "compute_infer", "compute_output")
+        for name, value in data.items():
+            current = getattr(self, name)
+            if isinstance(current, Duration):
+                setattr(self, name, Duration(**value))
+            elif name == "batch_stats":
+                self.batch_stats = {
+                    int(size): BatchStats(**{p: Duration(**d) for p, d in batch.items()})
+                    for size, batch in value.items()
+                }
+            elif name == "latency_buckets":
+                self.latency_buckets = [int(count) for count in value]
+            elif name not in ("name", "version"):
+                setattr(self, name, type(current)(value))
 
 
 def _duration_json(duration: Duration) -> dict[str, int]:
