@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import wire
-from bench.loadgen import LoadResult, Process, free_port, parse_trees, run_h2load, serve_command
-from bench.serve_bench import check_grpc, prepare_mlp
+from bench.loadgen import LoadResult, Process, free_port, parse_trees, run_h2load
+from bench.serve_bench import check_grpc, prepare_mlp, start_aiaas
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "grpc_percall"
@@ -56,10 +56,7 @@ class Server:
 
 
 def start_tree(label: str, tree: Path, repo: Path) -> Server:
-    port, grpc_port = free_port(), free_port()
-    command = serve_command(repo, port, grpc_port, tree=tree)
-    log = WORK / f"server-{label}.log"
-    process = Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log)
+    process, _, grpc_port = start_aiaas(repo, WORK / f"server-{label}.log", tree=tree)
     return Server(label, process, grpc_port, {})
 
 

@@ -25,14 +25,21 @@ from bench import wire
 from bench.loadgen import (
     LoadResult,
     Process,
-    free_port,
     parse_trees,
     run_h2load,
     run_wrk,
-    serve_command,
     write_script,
 )
-from bench.serve_bench import RESULTS, ROOT, WORK, check_grpc, cpu_name, prepare_minilm, prepare_mlp
+from bench.serve_bench import (
+    RESULTS,
+    ROOT,
+    WORK,
+    check_grpc,
+    cpu_name,
+    prepare_minilm,
+    prepare_mlp,
+    start_aiaas,
+)
 
 #: MiniLM's load beside the MLP: enough clients to keep its batches full.
 BUSY_CLIENTS = 8
@@ -53,10 +60,8 @@ class Server:
 
 
 def start(label: str, tree: Path, repo: Path, workers: int) -> Server:
-    port, grpc_port = free_port(), free_port()
-    command = serve_command(repo, port, grpc_port, ("--workers", str(workers)), tree=tree)
     log = WORK / f"models-{label.replace(' ', '-').replace(',', '')}.log"
-    process = Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log)
+    process, port, grpc_port = start_aiaas(repo, log, ("--workers", str(workers)), tree)
     return Server(label, process, port, grpc_port)
 
 

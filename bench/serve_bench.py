@@ -178,9 +178,12 @@ def check_grpc(port: int, model: Model) -> None:
     client.close()
 
 
-def start_aiaas(repo: Path, log: Path, extra: Sequence[str] = ()) -> tuple[Process, int, int]:
+def start_aiaas(
+    repo: Path, log: Path, extra: Sequence[str] = (), tree: Path | None = None
+) -> tuple[Process, int, int]:
+    """`aiaas serve` (of another code tree: see ``serve_command``), once it is ready."""
     port, grpc_port = free_port(), free_port()
-    command = serve_command(repo, port, grpc_port, tuple(extra))
+    command = serve_command(repo, port, grpc_port, tuple(extra), tree=tree)
     return Process(command, f"http://127.0.0.1:{port}/v2/health/ready", log), port, grpc_port
 
 
